@@ -1,0 +1,174 @@
+"""The `tradegraph` command: run, api, migrate, create-admin."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from types import FrameType
+
+from app.config import Settings, get_settings
+from app.kit import migrate as migrations
+from app.kit.bootstrap import resolve_services
+
+log = logging.getLogger("tradegraph")
+
+
+def _child_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    assert settings.database_url and settings.redis_url
+    env["DATABASE_URL"] = settings.database_url
+    env["REDIS_URL"] = settings.redis_url
+    return env
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Everything `make run` does: services, migrations, then the API (and worker)."""
+    settings, embedded = resolve_services(get_settings())
+    children: list[subprocess.Popen[bytes]] = []
+    stopping = False
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        nonlocal stopping
+        stopping = True
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert settings.database_url
+        migrations.upgrade(settings.database_url)
+        log.info("migrations applied")
+        env = _child_env(settings)
+        api = [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "api",
+            "--host",
+            args.host,
+            "--port",
+            str(args.port),
+        ]
+        children.append(subprocess.Popen(api, env=env))
+        print(f"TradeGraph: GraphQL on http://{args.host}:{args.port}/graphql — Ctrl-C stops it")
+        while not stopping:
+            for child in children:
+                if child.poll() is not None:
+                    log.error("%s exited with %s; stopping", child.args, child.returncode)
+                    stopping = True
+            time.sleep(0.2)
+        return 0 if all(c.poll() in (None, 0) for c in children) else 1
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in children:
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        embedded.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = get_settings()
+    uvicorn.run(
+        "app.asgi:create_app",
+        factory=True,
+        host=args.host or settings.api_host,
+        port=args.port or settings.api_port,
+        log_level=settings.log_level.lower(),
+        proxy_headers=True,
+    )
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    settings, embedded = resolve_services(get_settings())
+    try:
+        assert settings.database_url
+        if args.revision.startswith("-") or args.downgrade:
+            migrations.downgrade(settings.database_url, args.revision)
+        else:
+            migrations.upgrade(settings.database_url, args.revision)
+    finally:
+        embedded.close()
+    print(f"migrations at {args.revision}")
+    return 0
+
+
+def cmd_create_admin(args: argparse.Namespace) -> int:
+    from app.accounts.service import AccountError, create_admin
+    from app.kit.db import create_engine, create_sessionmaker
+
+    settings, embedded = resolve_services(get_settings())
+
+    async def go() -> int:
+        assert settings.database_url
+        engine = create_engine(settings.database_url, pool_size=1)
+        try:
+            user = await create_admin(
+                create_sessionmaker(engine), email=args.email, password=args.password
+            )
+        except AccountError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        finally:
+            await engine.dispose()
+        print(f"admin {user.email} (id {user.id}) ready")
+        return 0
+
+    try:
+        return asyncio.run(go())
+    finally:
+        embedded.close()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tradegraph", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="start the whole platform (what `make run` does)")
+    run.add_argument("--host", default="127.0.0.1")
+    run.add_argument("--port", type=int, default=8000)
+    run.set_defaults(func=cmd_run)
+
+    api = sub.add_parser("api", help="serve the GraphQL API (needs DATABASE_URL and REDIS_URL)")
+    api.add_argument("--host", default=None)
+    api.add_argument("--port", type=int, default=None)
+    api.set_defaults(func=cmd_api)
+
+    migrate = sub.add_parser("migrate", help="apply database migrations")
+    migrate.add_argument("revision", nargs="?", default="head")
+    migrate.add_argument("--downgrade", action="store_true", help="downgrade to REVISION")
+    migrate.set_defaults(func=cmd_migrate)
+
+    admin = sub.add_parser("create-admin", help="create or promote an admin (KYC approved)")
+    admin.add_argument("--email", required=True)
+    admin.add_argument("--password", required=True)
+    admin.set_defaults(func=cmd_create_admin)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    logging.basicConfig(
+        level=os.environ.get("TRADEGRAPH_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

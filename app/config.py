@@ -1,0 +1,72 @@
+"""One typed settings object, read from the environment.
+
+``DATABASE_URL`` and ``REDIS_URL`` keep their conventional names; everything else is
+``TRADEGRAPH_*``. Left unset, the two URLs mean "start the embedded PostgreSQL and Redis"
+(see :mod:`app.kit.embedded`).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_JWT_SECRET = "tradegraph-development-secret-change-me"
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class InsecureSettingsError(RuntimeError):
+    """Raised when production is started with a development default."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TRADEGRAPH_", extra="ignore")
+
+    env: Environment = Environment.DEVELOPMENT
+    database_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("DATABASE_URL", "TRADEGRAPH_DATABASE_URL")
+    )
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "TRADEGRAPH_REDIS_URL")
+    )
+    # Prepended to every Redis key and channel; empty in production so keys are the seed's
+    # (`orderbook:{symbol}:bids`), set per run by the tests to keep runs apart.
+    redis_prefix: str = ""
+    jwt_secret: str = DEFAULT_JWT_SECRET
+    data_dir: Path = Path(".tradegraph")
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    db_pool_size: int = 10
+    log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> Settings:
+        if self.env is Environment.PRODUCTION:
+            if self.jwt_secret == DEFAULT_JWT_SECRET or len(self.jwt_secret) < 32:
+                raise InsecureSettingsError(
+                    "TRADEGRAPH_ENV=production needs TRADEGRAPH_JWT_SECRET set to a secret "
+                    "of at least 32 characters (the development default is refused)"
+                )
+            if not self.database_url or not self.redis_url:
+                raise InsecureSettingsError(
+                    "TRADEGRAPH_ENV=production needs DATABASE_URL and REDIS_URL; "
+                    "the embedded servers are for development only"
+                )
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.env is Environment.PRODUCTION
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

