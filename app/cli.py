@@ -44,16 +44,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         migrations.upgrade(settings.database_url)
         log.info("migrations applied")
         env = _child_env(settings)
-        api = [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "api",
-            "--host",
-            args.host,
-            "--port",
-            str(args.port),
-        ]
+        cli = [sys.executable, "-m", "app.cli"]
+        children.append(subprocess.Popen([*cli, "worker"], env=env))
+        api = [*cli, "api", "--host", args.host, "--port", str(args.port)]
         children.append(subprocess.Popen(api, env=env))
         print(f"TradeGraph: GraphQL on http://{args.host}:{args.port}/graphql — Ctrl-C stops it")
         while not stopping:
@@ -91,6 +84,55 @@ def cmd_api(args: argparse.Namespace) -> int:
         proxy_headers=True,
     )
     return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.matching.worker import run_worker
+
+    settings = get_settings()
+    if not settings.database_url or not settings.redis_url:
+        print("error: the worker needs DATABASE_URL and REDIS_URL", file=sys.stderr)
+        return 2
+    return run_worker(settings)
+
+
+def cmd_funds(args: argparse.Namespace) -> int:
+    """deposit / withdraw through the command bus, like every other balance change."""
+    from app.kit.bus import CommandBus, CommandTimeout
+    from app.kit.redis import Keys, create_redis
+
+    settings = get_settings()
+    if not settings.redis_url:
+        print("error: REDIS_URL is not set (is `tradegraph run` up?)", file=sys.stderr)
+        return 2
+
+    async def go() -> int:
+        assert settings.redis_url
+        redis = create_redis(settings.redis_url)
+        bus = CommandBus(redis, Keys(settings.redis_prefix))
+        payload = {"user_id": args.user, "asset": args.asset.upper(), "amount": args.amount}
+        try:
+            reply = await bus.submit(
+                args.command, payload, command_id=args.command_id, timeout=args.timeout
+            )
+        except CommandTimeout as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 3
+        finally:
+            await bus.close()
+            await redis.aclose()
+        if not reply["ok"]:
+            error = reply["error"]
+            print(f"error: {error['code']}: {error['message']}", file=sys.stderr)
+            return 1
+        balance = reply["balance"]
+        print(
+            f"user {balance['user_id']} {balance['asset']}: "
+            f"available {balance['available']}, locked {balance['locked']}"
+        )
+        return 0
+
+    return asyncio.run(go())
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -147,6 +189,18 @@ def build_parser() -> argparse.ArgumentParser:
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)
     api.set_defaults(func=cmd_api)
+
+    worker = sub.add_parser("worker", help="run the matching worker (the single writer)")
+    worker.set_defaults(func=cmd_worker)
+
+    for name, verb in (("deposit", "credit"), ("withdraw", "debit")):
+        funds = sub.add_parser(name, help=f"{verb} a user's balance through the worker")
+        funds.add_argument("--user", type=int, required=True, help="user id")
+        funds.add_argument("--asset", required=True, help="asset code, e.g. USDT")
+        funds.add_argument("--amount", required=True, help="a decimal amount, e.g. 1000.5")
+        funds.add_argument("--command-id", default=None, help="idempotency key for retries")
+        funds.add_argument("--timeout", type=float, default=10.0)
+        funds.set_defaults(func=cmd_funds)
 
     migrate = sub.add_parser("migrate", help="apply database migrations")
     migrate.add_argument("revision", nargs="?", default="head")

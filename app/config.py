@@ -47,6 +47,34 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     log_level: str = "INFO"
 
+    # Access tokens and the Redis session behind each (`session:{userId}`) live this long.
+    access_token_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # Requests whose body is larger are refused with 413 before anything reads them.
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    # Rate limits, per minute, per root field of an operation (`ratelimit:{who}:{field}`).
+    # Fields named in `rate_limits_per_ip` are always counted per client IP; others per user
+    # when the caller is logged in (`rate_limits_per_user`, else `rate_limit_per_user`) and
+    # per client IP otherwise (`rate_limit_per_ip`). Dicts are read from JSON in the env.
+    rate_limit_enabled: bool = True
+    rate_limit_per_user: int = Field(default=600, ge=1)
+    rate_limit_per_ip: int = Field(default=300, ge=1)
+    rate_limits_per_user: dict[str, int] = Field(
+        default_factory=lambda: {
+            "placeOrder": 1200,
+            "amendOrder": 1200,
+            "cancelOrder": 1200,
+            "cancelAllOrders": 120,
+        }
+    )
+    rate_limits_per_ip: dict[str, int] = Field(
+        default_factory=lambda: {"login": 20, "register": 10}
+    )
+    # The matching worker's own /metrics (0 turns it off).
+    worker_metrics_host: str = "127.0.0.1"
+    worker_metrics_port: int = 9101
+    # How long an API request waits for the worker's reply before a timeout error.
+    command_timeout: float = 5.0
+
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:
         if self.env is Environment.PRODUCTION:

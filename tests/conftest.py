@@ -17,10 +17,12 @@ from sqlalchemy.engine import make_url
 from app.asgi import create_app
 from app.config import Environment, Settings
 from app.kit import migrate
+from app.kit.bus import CommandBus
 from app.kit.embedded import EmbeddedServices
+from app.kit.redis import Keys, create_redis
 from app.services import Services
 from tests.support import services as svc
-from tests.support.processes import Platform
+from tests.support.processes import Platform, free_port
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -79,6 +81,7 @@ def settings(database_url: str, redis_url: str, redis_prefix: str) -> Settings:
         redis_url=redis_url,
         redis_prefix=redis_prefix,
         jwt_secret="test-secret-" + "x" * 32,
+        worker_metrics_port=free_port(),
     )
 
 
@@ -116,10 +119,22 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="session")
 def platform(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
-    """The real `tradegraph api` process on a free port (end-to-end tests)."""
+    """The real `tradegraph worker` and `tradegraph api` processes (end-to-end tests)."""
     handle = Platform(settings=settings, log_dir=Path(tmp_path_factory.mktemp("logs")))
     try:
+        handle.start_worker()
         handle.start_api()
         yield handle
     finally:
         handle.stop()
+
+
+@pytest.fixture(scope="session")
+async def bus(settings: Settings, platform: Platform) -> AsyncIterator[CommandBus]:
+    """A command-bus client, as an API process has, talking to the real worker."""
+    assert settings.redis_url
+    redis = create_redis(settings.redis_url)
+    handle = CommandBus(redis, Keys(settings.redis_prefix))
+    yield handle
+    await handle.close()
+    await redis.aclose()

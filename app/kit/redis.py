@@ -8,11 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 
-def create_redis(url: str) -> Redis:
-    return Redis.from_url(url, decode_responses=True, health_check_interval=30)
+def create_redis(url: str, *, max_connections: int = 64) -> Redis:
+    """A client whose pool waits for a free connection instead of failing under load."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        decode_responses=True,
+        health_check_interval=30,
+        max_connections=max_connections,
+        timeout=10,
+    )
+    return Redis(connection_pool=pool)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,3 +42,25 @@ class Keys:
 
     def worker_heartbeat(self) -> str:
         return f"{self.prefix}worker:heartbeat"
+
+    # The command bus (app/kit/bus.py) and the worker's events (workers/matching/).
+    def command_stream(self) -> str:
+        return f"{self.prefix}commands"
+
+    def replies(self, process_id: str) -> str:
+        return f"{self.prefix}replies:{process_id}"
+
+    def book_sequence(self, symbol: str) -> str:
+        return f"{self.prefix}orderbook:{symbol}:seq"
+
+    def book_channel(self, symbol: str) -> str:
+        return f"{self.prefix}events:orderbook:{symbol}"
+
+    def trades_channel(self, symbol: str) -> str:
+        return f"{self.prefix}events:trades:{symbol}"
+
+    def user_channel(self, user_id: int) -> str:
+        return f"{self.prefix}events:user:{user_id}"
+
+    def risk_channel(self) -> str:
+        return f"{self.prefix}events:risk"

@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+from redis import Redis
 
 from app.config import Settings
+from app.kit.redis import Keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +36,7 @@ def process_env(settings: Settings) -> dict[str, str]:
         TRADEGRAPH_REDIS_PREFIX=settings.redis_prefix,
         TRADEGRAPH_JWT_SECRET=settings.jwt_secret,
         TRADEGRAPH_LOG_LEVEL="WARNING",
+        TRADEGRAPH_WORKER_METRICS_PORT=str(settings.worker_metrics_port),
     )
     return env
 
@@ -62,6 +65,31 @@ class Platform:
         )
         self.procs[name] = proc
         return proc
+
+    def start_worker(self, timeout: float = 60.0) -> float:
+        """Start the matching worker; return the seconds until its heartbeat appeared."""
+        assert self.settings.redis_url
+        heartbeat = Keys(self.settings.redis_prefix).worker_heartbeat()
+        redis = Redis.from_url(self.settings.redis_url)
+        try:
+            redis.delete(heartbeat)
+            started = time.monotonic()
+            proc = self.start("worker", "worker")
+            while not redis.exists(heartbeat):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker exited early:\n{self.log('worker')}")
+                if time.monotonic() - started > timeout:
+                    raise TimeoutError(f"no worker heartbeat in {timeout}s")
+                time.sleep(0.02)
+            return time.monotonic() - started
+        finally:
+            redis.close()
+
+    def kill(self, name: str) -> None:
+        """SIGKILL: the process gets no chance to finish anything."""
+        proc = self.procs.pop(name)
+        proc.kill()
+        proc.wait()
 
     def start_api(self) -> None:
         self.start("api", "api", "--host", "127.0.0.1", "--port", str(self.port))

@@ -1,0 +1,148 @@
+"""The command bus: API processes (and the CLI) submit commands; the matching worker answers.
+
+Commands go onto one Redis Stream read by the worker's consumer group. Each carries an id
+(chosen by the caller, so a retry reuses it) and the reply channel of the submitting
+process. Replies come back on that one channel per process — one subscription, resolved
+to a future per pending command id — never one blocking connection per waiting request.
+
+A command id the worker has already committed is never applied again: a retry gets the
+original reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+from prometheus_client import Histogram
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from app.kit.redis import Keys
+
+log = logging.getLogger(__name__)
+
+CONSUMER_GROUP = "matching"
+DEFAULT_TIMEOUT = 5.0
+MAX_COMMAND_ID_LENGTH = 64
+
+COMMAND_REPLY_SECONDS = Histogram(
+    "tradegraph_command_reply_seconds",
+    "Time from submitting a command to the worker's reply",
+    ["kind"],
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+
+
+class CommandTimeout(TimeoutError):
+    """The worker did not answer in time. Retrying with the same command id is safe."""
+
+    def __init__(self, command_id: str, timeout: float) -> None:
+        super().__init__(
+            f"the matching worker did not answer command {command_id} within {timeout:g}s; "
+            "retry with the same command id"
+        )
+        self.command_id = command_id
+
+
+def new_command_id() -> str:
+    return uuid.uuid4().hex
+
+
+class CommandBus:
+    """One per process. ``await bus.submit(kind, payload)`` returns the worker's reply."""
+
+    def __init__(self, redis: Redis, keys: Keys, *, process_id: str | None = None) -> None:
+        self._redis = redis
+        self._keys = keys
+        self.process_id = process_id or uuid.uuid4().hex
+        self.reply_channel = keys.replies(self.process_id)
+        self._waiting: dict[str, list[asyncio.Future[dict[str, Any]]]] = defaultdict(list)
+        self._listener: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+        self._start_lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if self._listener is None:
+                self._listener = asyncio.create_task(self._listen(), name="command-replies")
+        await self._subscribed.wait()
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+            self._listener = None
+
+    async def submit(
+        self,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        command_id: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the caller's deadline for the reply
+    ) -> dict[str, Any]:
+        """Send a command and wait for its reply; raise CommandTimeout after ``timeout``."""
+        command_id = command_id or new_command_id()
+        if not 0 < len(command_id) <= MAX_COMMAND_ID_LENGTH:
+            raise ValueError(f"a command id has 1 to {MAX_COMMAND_ID_LENGTH} characters")
+        await self.start()
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting[command_id].append(future)
+        started = time.perf_counter()
+        try:
+            await self._redis.xadd(
+                self._keys.command_stream(),
+                {
+                    "id": command_id,
+                    "kind": kind,
+                    "reply_to": self.reply_channel,
+                    "payload": json.dumps(payload, separators=(",", ":")),
+                },
+            )
+            reply = await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise CommandTimeout(command_id, timeout) from None
+        finally:
+            waiting = self._waiting.get(command_id)
+            if waiting is not None:
+                with contextlib.suppress(ValueError):
+                    waiting.remove(future)
+                if not waiting:
+                    del self._waiting[command_id]
+        COMMAND_REPLY_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        return reply
+
+    async def _listen(self) -> None:
+        """Resolve futures from the reply channel; resubscribe if Redis goes away."""
+        backoff = 0.1
+        while True:
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.reply_channel)
+                self._subscribed.set()
+                backoff = 0.1
+                while True:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None:
+                        self._resolve(message["data"])
+            except (RedisConnectionError, OSError) as exc:
+                log.warning("reply channel lost (%s); resubscribing in %.1fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    def _resolve(self, data: str | bytes) -> None:
+        reply = json.loads(data)
+        for future in self._waiting.get(reply["id"], ()):
+            if not future.done():
+                future.set_result(reply["result"])

@@ -1,0 +1,132 @@
+"""Factories and checks for tests that drive the matching worker through the bus."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from redis.asyncio import Redis
+
+from app.kit.bus import CommandBus
+from app.kit.redis import Keys
+
+SCALE = Decimal("0.00000001")
+
+
+async def create_user(conn: asyncpg.Connection, *, kyc: str = "approved") -> int:
+    """A user row, as `register` would write it (the API owns the users table)."""
+    tag = uuid.uuid4().hex[:12]
+    user_id: int = await conn.fetchval(
+        "INSERT INTO users (email, username, password_hash, kyc_status) "
+        "VALUES ($1, $2, 'x', $3) RETURNING id",
+        f"{tag}@example.com",
+        f"u{tag}",
+        kyc,
+    )
+    return user_id
+
+
+async def deposit(bus: CommandBus, user_id: int, asset: str, amount: str) -> dict[str, Any]:
+    reply = await bus.submit("deposit", {"user_id": user_id, "asset": asset, "amount": amount})
+    assert reply["ok"], reply
+    return reply
+
+
+async def place(
+    bus: CommandBus,
+    user_id: int,
+    symbol: str,
+    side: str,
+    quantity: str,
+    price: str | None = None,
+    **extra: Any,
+) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "user_id": user_id,
+        "symbol": symbol,
+        "side": side,
+        "type": "LIMIT" if price is not None else "MARKET",
+        "quantity": quantity,
+        "price": price,
+        **extra,
+    }
+    return await bus.submit("place", payload)
+
+
+async def balance(conn: asyncpg.Connection, user_id: int, asset: str) -> tuple[Decimal, Decimal]:
+    row = await conn.fetchrow(
+        "SELECT available, locked FROM balances WHERE user_id = $1 AND asset = $2", user_id, asset
+    )
+    if row is None:
+        return Decimal(0), Decimal(0)
+    return row["available"], row["locked"]
+
+
+async def check_invariants(conn: asyncpg.Connection) -> None:
+    """The brief's conservation rules, checked on the database itself."""
+    # For every asset: balances (fee account included) = deposits - withdrawals.
+    rows = await conn.fetch(
+        """
+        WITH held AS (
+            SELECT asset, sum(available + locked) AS total FROM balances GROUP BY asset
+        ), funded AS (
+            SELECT asset, sum(amount) AS total FROM ledger_entries
+            WHERE reason IN ('DEPOSIT', 'WITHDRAWAL') GROUP BY asset
+        )
+        SELECT COALESCE(h.asset, f.asset) AS asset, h.total AS held, f.total AS funded
+        FROM held h FULL JOIN funded f USING (asset)
+        WHERE COALESCE(h.total, 0) <> COALESCE(f.total, 0)
+        """
+    )
+    assert not rows, f"conservation broken: {[dict(r) for r in rows]}"
+    # Every balance is the sum of its ledger entries.
+    rows = await conn.fetch(
+        """
+        SELECT b.user_id, b.asset, b.available, b.locked,
+               COALESCE(l.available, 0) AS ledger_available,
+               COALESCE(l.locked, 0) AS ledger_locked
+        FROM balances b LEFT JOIN (
+            SELECT user_id, asset, sum(available_delta) AS available,
+                   sum(locked_delta) AS locked
+            FROM ledger_entries GROUP BY user_id, asset
+        ) l USING (user_id, asset)
+        WHERE b.available <> COALESCE(l.available, 0) OR b.locked <> COALESCE(l.locked, 0)
+        """
+    )
+    assert not rows, f"balances differ from the ledger: {[dict(r) for r in rows]}"
+    # locked = what open orders reserve (BUY: price x remaining quote; SELL: remaining base).
+    rows = await conn.fetch(
+        """
+        WITH reserved AS (
+            SELECT o.user_id,
+                   CASE WHEN o.side = 'BUY' THEN m.quote_asset ELSE m.base_asset END AS asset,
+                   sum(CASE WHEN o.side = 'BUY'
+                            THEN o.price * (o.quantity - o.filled_quantity)
+                            ELSE o.quantity - o.filled_quantity END) AS amount
+            FROM orders o JOIN markets m USING (symbol)
+            WHERE o.status IN ('PENDING', 'PARTIAL')
+            GROUP BY 1, 2
+        )
+        SELECT b.user_id, b.asset, b.locked, COALESCE(r.amount, 0) AS reserved
+        FROM balances b FULL JOIN reserved r USING (user_id, asset)
+        WHERE COALESCE(b.locked, 0) <> COALESCE(r.amount, 0)
+        """
+    )
+    assert not rows, f"locked differs from open orders' reservations: {[dict(r) for r in rows]}"
+    # No crossed book.
+    rows = await conn.fetch(
+        """
+        SELECT symbol FROM orders WHERE status IN ('PENDING', 'PARTIAL') GROUP BY symbol
+        HAVING max(price) FILTER (WHERE side = 'BUY') >= min(price) FILTER (WHERE side = 'SELL')
+        """
+    )
+    assert not rows, f"crossed book: {[r['symbol'] for r in rows]}"
+
+
+async def cached_levels(redis: Redis, keys: Keys, symbol: str, side: str) -> list[dict[str, Any]]:
+    """The worker's Redis book cache for one side, best price last for bids."""
+    members: Any = await redis.zrange(keys.order_book(symbol, side), 0, -1, withscores=True)
+    return [{**json.loads(member), "score": score} for member, score in members]

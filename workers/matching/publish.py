@@ -1,0 +1,185 @@
+"""After a commit: replies to callers, the Redis order-book cache, and events on pub/sub.
+
+The cache (`orderbook:{symbol}:bids|asks`, the seed's keys) holds one member per price
+level: score = the price in 1e-8 units (exact in a double below 2^53), member = JSON
+``{"price", "quantity", "orders"}`` with decimal strings. ``orderbook:{symbol}:seq`` holds
+the sequence of the last delta applied, written in the same MULTI as the levels and the
+delta message, so a reader that takes (levels, seq) atomically can join the delta stream
+without a gap.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from app.kit.redis import Keys
+from engine import (
+    BookLevelChanged,
+    Engine,
+    Event,
+    MarketHalted,
+    MarketResumed,
+    OrderAccepted,
+    OrderAmended,
+    OrderCancelled,
+    OrderUpdated,
+    RiskEventRaised,
+    Side,
+    TradeExecuted,
+)
+from workers.matching.codec import plain, trade_json
+
+SIDE_KEY = {Side.BUY: "bids", Side.SELL: "asks"}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
+
+
+def level_member(price: int, quantity: int, orders: int) -> str:
+    return _dumps({"price": plain(price), "quantity": plain(quantity), "orders": orders})
+
+
+def apply_level(pipe: Pipeline, keys: Keys, event: BookLevelChanged) -> None:
+    key = keys.order_book(event.symbol, SIDE_KEY[event.side])
+    pipe.zremrangebyscore(key, event.price, event.price)
+    if event.quantity:
+        pipe.zadd(key, {level_member(event.price, event.quantity, event.order_count): event.price})
+
+
+def order_message(event: Event) -> dict[str, Any] | None:
+    match event:
+        case OrderAccepted():
+            return {
+                "type": "order",
+                "event": "accepted",
+                "order_id": event.order_id,
+                "symbol": event.symbol,
+                "side": event.side.value,
+                "order_type": event.type.value,
+                "quantity": plain(event.quantity),
+                "price": plain(event.price) if event.price is not None else None,
+                "status": "PENDING",
+                "filled_quantity": "0",
+                "client_order_id": event.client_order_id,
+            }
+        case OrderUpdated():
+            return {
+                "type": "order",
+                "event": "updated",
+                "order_id": event.order_id,
+                "symbol": event.symbol,
+                "status": event.status.value,
+                "filled_quantity": plain(event.filled_quantity),
+            }
+        case OrderCancelled():
+            return {
+                "type": "order",
+                "event": "cancelled",
+                "order_id": event.order_id,
+                "symbol": event.symbol,
+                "status": "CANCELLED",
+                "filled_quantity": plain(event.filled_quantity),
+                "reason": event.reason.value,
+            }
+        case OrderAmended():
+            return {
+                "type": "order",
+                "event": "amended",
+                "order_id": event.order_id,
+                "symbol": event.symbol,
+                "quantity": plain(event.quantity),
+                "price": plain(event.price),
+            }
+    return None
+
+
+def publish_events(pipe: Pipeline, keys: Keys, events: list[Event], risk_ids: list[int]) -> None:
+    """Queue the cache updates and pub/sub messages of one committed batch on ``pipe``."""
+    deltas: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    trades: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    user_messages: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    risk_iter = iter(risk_ids)
+    for event in events:
+        match event:
+            case BookLevelChanged():
+                apply_level(pipe, keys, event)
+                deltas[event.symbol].append(
+                    {
+                        "sequence": event.sequence,
+                        "side": event.side.value,
+                        "price": plain(event.price),
+                        "quantity": plain(event.quantity),
+                        "orders": event.order_count,
+                    }
+                )
+            case TradeExecuted():
+                trade = trade_json(event)
+                trades[event.symbol].append(trade)
+                user_messages[event.buyer_user_id].append({"type": "fill", "side": "BUY", **trade})
+                user_messages[event.seller_user_id].append(
+                    {"type": "fill", "side": "SELL", **trade}
+                )
+            case RiskEventRaised():
+                pipe.publish(
+                    keys.risk_channel(),
+                    _dumps(
+                        {
+                            "id": next(risk_iter, None),
+                            "user_id": event.user_id,
+                            "event_type": event.event_type.value,
+                            "severity": event.severity.value,
+                            "description": event.description,
+                            "order_id": event.order_id,
+                            "symbol": event.symbol,
+                        }
+                    ),
+                )
+            case MarketHalted() | MarketResumed():
+                status = "HALTED" if isinstance(event, MarketHalted) else "TRADING"
+                pipe.publish(
+                    keys.book_channel(event.symbol),
+                    _dumps({"type": "status", "symbol": event.symbol, "status": status}),
+                )
+            case _:
+                message = order_message(event)
+                if message is not None:
+                    user_messages[event.user_id].append(message)  # type: ignore[union-attr]
+    for symbol, changes in deltas.items():
+        pipe.set(keys.book_sequence(symbol), changes[-1]["sequence"])
+        pipe.publish(
+            keys.book_channel(symbol),
+            _dumps({"type": "delta", "symbol": symbol, "levels": changes}),
+        )
+    for symbol, symbol_trades in trades.items():
+        pipe.publish(
+            keys.trades_channel(symbol), _dumps({"symbol": symbol, "trades": symbol_trades})
+        )
+    for user_id, messages in user_messages.items():
+        pipe.publish(keys.user_channel(user_id), _dumps({"user_id": user_id, "events": messages}))
+
+
+async def rebuild_book_cache(redis: Redis, keys: Keys, engine: Engine) -> None:
+    """Replace the cached books with the engine's (after a restart)."""
+    snapshot = engine.snapshot()
+    levels: dict[tuple[str, Side, int], list[int]] = {}
+    for order in snapshot.orders:
+        level = levels.setdefault((order.symbol, order.side, order.price), [0, 0])
+        level[0] += order.remaining
+        level[1] += 1
+    async with redis.pipeline(transaction=True) as pipe:
+        for market in snapshot.markets:
+            for side in Side:
+                pipe.delete(keys.order_book(market.symbol, SIDE_KEY[side]))
+            pipe.set(keys.book_sequence(market.symbol), engine.book_sequence(market.symbol))
+        for (symbol, side, price), (quantity, count) in levels.items():
+            pipe.zadd(
+                keys.order_book(symbol, SIDE_KEY[side]),
+                {level_member(price, quantity, count): price},
+            )
+        await pipe.execute()

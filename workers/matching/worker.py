@@ -1,0 +1,246 @@
+"""The matching worker's loop: read commands, match, group-commit, acknowledge, answer.
+
+    read up to MAX_BATCH stream entries (pending ones first after a restart)
+    → run each through the engine (skipping ids already committed: they get their old reply)
+    → write every resulting row in ONE PostgreSQL transaction, command ids included
+    → XACK (and XDEL) the entries only after the commit
+    → reply to the callers, update the Redis book cache, publish events.
+
+A reply never reports something that is not committed. If the commit fails, the engine's
+state is ahead of the database, so the worker exits and a restart rebuilds it from
+PostgreSQL and re-reads the unacknowledged entries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from typing import Any
+
+import asyncpg
+from prometheus_client import Counter, Histogram, start_http_server
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from app.config import Settings
+from app.kit.bus import CONSUMER_GROUP
+from app.kit.db import plain_url
+from app.kit.redis import Keys, create_redis
+from engine import Command, CommandRejected, Engine, Event, RejectCode
+from workers.matching.codec import BadCommand, decode, rejected, reply_for
+from workers.matching.publish import publish_events, rebuild_book_cache
+from workers.matching.recovery import restore_engine
+from workers.matching.store import Batch
+
+log = logging.getLogger(__name__)
+
+CONSUMER = "matching-worker"
+MAX_BATCH = 1000
+BLOCK_MS = 50
+HEARTBEAT_SECONDS = 1.0
+HEARTBEAT_TTL = 5
+MAX_DELIVERIES = 3
+"""An entry delivered this many times without being acknowledged is answered as failed."""
+
+COMMANDS = Counter("tradegraph_worker_commands_total", "Commands processed", ["kind", "outcome"])
+BATCH_SIZE = Histogram(
+    "tradegraph_worker_batch_size",
+    "Commands per group commit",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+)
+COMMIT_SECONDS = Histogram(
+    "tradegraph_worker_commit_seconds",
+    "Time to write and commit one batch",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+
+
+def _user_of(command: Command) -> int | None:
+    user_id = getattr(command, "user_id", None)
+    return user_id if isinstance(user_id, int) else None
+
+
+class MatchingWorker:
+    def __init__(self, settings: Settings) -> None:
+        assert settings.database_url and settings.redis_url
+        self.settings = settings
+        self.keys = Keys(settings.redis_prefix)
+        self.redis: Redis = create_redis(settings.redis_url)
+        self.stream = self.keys.command_stream()
+        self.stopping = asyncio.Event()
+        self.engine: Engine | None = None
+        self.conn: asyncpg.Connection | None = None
+        self.known_users: set[int] = set()
+
+    async def run(self) -> None:
+        self.conn = await asyncpg.connect(plain_url(self.settings.database_url or ""))
+        started = time.perf_counter()
+        self.engine = await restore_engine(self.conn)
+        await rebuild_book_cache(self.redis, self.keys, self.engine)
+        await self._ensure_group()
+        log.info("engine restored in %.3fs", time.perf_counter() - started)
+        heartbeat = asyncio.create_task(self._heartbeat())
+        try:
+            await self._drain_pending()
+            while not self.stopping.is_set():
+                entries = await self._read(">", block=BLOCK_MS)
+                if entries:
+                    await self._process(entries)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            await self.redis.delete(self.keys.worker_heartbeat())
+            await self.redis.aclose()
+            await self.conn.close()
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self.redis.xgroup_create(self.stream, CONSUMER_GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read(self, start: str, *, block: int | None) -> list[tuple[str, dict[str, str]]]:
+        response: Any = await self.redis.xreadgroup(
+            CONSUMER_GROUP, CONSUMER, {self.stream: start}, count=MAX_BATCH, block=block
+        )
+        if not response:
+            return []
+        _, entries = response[0]
+        return [(entry_id, fields) for entry_id, fields in entries if fields]
+
+    async def _drain_pending(self) -> None:
+        """Entries delivered before a crash but never acknowledged, oldest first."""
+        # Entries claimed by a consumer of another name (an older deployment) come to us.
+        await self.redis.xautoclaim(self.stream, CONSUMER_GROUP, CONSUMER, 0, "0-0", count=10_000)
+        while entries := await self._read("0", block=None):
+            await self._process(entries, after_crash=True)
+
+    async def _process(
+        self, entries: list[tuple[str, dict[str, str]]], *, after_crash: bool = False
+    ) -> None:
+        assert self.engine is not None and self.conn is not None
+        started = time.perf_counter()
+        ids = [fields.get("id", entry_id) for entry_id, fields in entries]
+        committed = {
+            row["command_id"]: json.loads(row["result"])
+            for row in await self.conn.fetch(
+                "SELECT command_id, result FROM processed_commands WHERE command_id = ANY($1)",
+                ids,
+            )
+        }
+        await self._learn_users(entries)
+        poisoned = await self._poisoned(entries) if after_crash else set()
+        batch = Batch()
+        events: list[Event] = []
+        replies: list[tuple[str, str, dict[str, Any]]] = []
+        for (entry_id, fields), command_id in zip(entries, ids, strict=True):
+            kind = fields.get("kind", "")
+            if command_id in committed or command_id in batch.results:
+                result = committed.get(command_id) or batch.results[command_id]
+                COMMANDS.labels(kind, "replayed").inc()
+            elif entry_id in poisoned:
+                result = rejected("INTERNAL", "the worker could not process this command")
+                batch.record(command_id, kind, None, result)
+                COMMANDS.labels(kind, "failed").inc()
+            else:
+                result, user_id, command_events = self._execute(kind, fields.get("payload", "{}"))
+                batch.add(command_id, command_events)
+                batch.record(command_id, kind, user_id, result)
+                events.extend(command_events)
+                COMMANDS.labels(kind, "ok" if result["ok"] else "rejected").inc()
+            if fields.get("reply_to"):
+                replies.append((fields["reply_to"], command_id, result))
+
+        risk_ids: list[int] = []
+        if batch:
+            commit_started = time.perf_counter()
+            try:
+                async with self.conn.transaction():
+                    risk_ids = await batch.write(self.conn)
+            except Exception:
+                log.exception("group commit failed; exiting so a restart rebuilds from PostgreSQL")
+                os._exit(70)
+            COMMIT_SECONDS.observe(time.perf_counter() - commit_started)
+        BATCH_SIZE.observe(len(entries))
+
+        entry_ids = [entry_id for entry_id, _ in entries]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.stream, CONSUMER_GROUP, *entry_ids)
+            pipe.xdel(self.stream, *entry_ids)
+            for channel, command_id, result in replies:
+                pipe.publish(channel, json.dumps({"id": command_id, "result": result}))
+            publish_events(pipe, self.keys, events, risk_ids)
+            await pipe.execute()
+        log.debug("batch of %d in %.2f ms", len(entries), (time.perf_counter() - started) * 1e3)
+
+    def _execute(
+        self, kind: str, payload_text: str
+    ) -> tuple[dict[str, Any], int | None, list[Event]]:
+        assert self.engine is not None
+        try:
+            payload = json.loads(payload_text)
+            if not isinstance(payload, dict):
+                raise BadCommand("the payload must be a JSON object")
+            command = decode(kind, payload)
+        except (BadCommand, json.JSONDecodeError) as exc:
+            field = getattr(exc, "field", None)
+            return rejected(RejectCode.INVALID_INPUT, str(exc), field), None, []
+        user_id = _user_of(command)
+        if user_id is not None and user_id not in self.known_users:
+            refusal = CommandRejected(RejectCode.NOT_FOUND, f"no user {user_id}", "user_id")
+            return reply_for(command, [refusal]), None, []
+        events = self.engine.process(command)
+        return reply_for(command, events), user_id, events
+
+    async def _learn_users(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+        """Remember which user ids exist (users are created by the API, never deleted)."""
+        wanted: set[int] = set()
+        for _, fields in entries:
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                user_id = json.loads(fields.get("payload", "{}")).get("user_id")
+                if type(user_id) is int and user_id not in self.known_users:
+                    wanted.add(user_id)
+        if wanted and self.conn is not None:
+            rows = await self.conn.fetch("SELECT id FROM users WHERE id = ANY($1)", list(wanted))
+            self.known_users.update(row["id"] for row in rows)
+
+    async def _poisoned(self, entries: list[tuple[str, dict[str, str]]]) -> set[str]:
+        """Entries delivered MAX_DELIVERIES times: processing them has crashed the worker."""
+        first, last = entries[0][0], entries[-1][0]
+        pending: Any = await self.redis.xpending_range(
+            self.stream, CONSUMER_GROUP, min=first, max=last, count=len(entries)
+        )
+        return {item["message_id"] for item in pending if item["times_delivered"] > MAX_DELIVERIES}
+
+    async def _heartbeat(self) -> None:
+        key = self.keys.worker_heartbeat()
+        value = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+        while True:
+            with contextlib.suppress(Exception):
+                await self.redis.set(key, value, ex=HEARTBEAT_TTL)
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+
+def run_worker(settings: Settings) -> int:
+    """Entry point of `tradegraph worker`: run until SIGTERM/SIGINT, then exit 0."""
+    if settings.worker_metrics_port:
+        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+
+    async def main() -> None:
+        worker = MatchingWorker(settings)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stopping.set)
+        await worker.run()
+
+    asyncio.run(main())
+    log.info("matching worker stopped")
+    return 0
