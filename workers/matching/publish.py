@@ -99,7 +99,9 @@ def order_message(event: Event) -> dict[str, Any] | None:
     return None
 
 
-def publish_events(pipe: Pipeline, keys: Keys, events: list[Event], risk_ids: list[int]) -> None:
+def publish_events(
+    pipe: Pipeline, keys: Keys, events: list[Event], risk_ids: list[int], executed_at: str
+) -> None:
     """Queue the cache updates and pub/sub messages of one committed batch on ``pipe``."""
     deltas: dict[str, list[dict[str, Any]]] = defaultdict(list)
     trades: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -119,7 +121,7 @@ def publish_events(pipe: Pipeline, keys: Keys, events: list[Event], risk_ids: li
                     }
                 )
             case TradeExecuted():
-                trade = trade_json(event)
+                trade = {**trade_json(event), "executed_at": executed_at}
                 trades[event.symbol].append(trade)
                 user_messages[event.buyer_user_id].append({"type": "fill", "side": "BUY", **trade})
                 user_messages[event.seller_user_id].append(

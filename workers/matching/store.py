@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -80,6 +81,7 @@ class Batch:
     fee_tiers: dict[int, int] = field(default_factory=dict)
     processed: list[tuple[str, str, int | None, str]] = field(default_factory=list)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    executed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
     def __bool__(self) -> bool:
         return bool(self.processed)
@@ -215,13 +217,14 @@ class Batch:
             )
         if self.trades:
             t = self.trades
+            self.executed_at = datetime.now(UTC)
             await conn.execute(
                 """
                 INSERT INTO trades (id, symbol, buyer_order_id, seller_order_id, quantity, price,
-                    buyer_fee, seller_fee, buyer_user_id, seller_user_id, taker_side)
-                SELECT * FROM unnest($1::bigint[], $2::varchar[], $3::bigint[], $4::bigint[],
-                    $5::numeric[], $6::numeric[], $7::numeric[], $8::numeric[], $9::bigint[],
-                    $10::bigint[], $11::varchar[])
+                    buyer_fee, seller_fee, buyer_user_id, seller_user_id, taker_side, executed_at)
+                SELECT *, $12::timestamptz FROM unnest($1::bigint[], $2::varchar[], $3::bigint[],
+                    $4::bigint[], $5::numeric[], $6::numeric[], $7::numeric[], $8::numeric[],
+                    $9::bigint[], $10::bigint[], $11::varchar[])
                 """,
                 [e.trade_id for e in t],
                 [e.symbol for e in t],
@@ -234,6 +237,7 @@ class Batch:
                 [e.buyer_user_id for e in t],
                 [e.seller_user_id for e in t],
                 [e.taker_side.value for e in t],
+                self.executed_at,
             )
         if self.balances:
             keys = list(self.balances)

@@ -177,7 +177,7 @@ class MatchingWorker:
             pipe.xdel(self.stream, *entry_ids)
             for channel, command_id, result in replies:
                 pipe.publish(channel, json.dumps({"id": command_id, "result": result}))
-            publish_events(pipe, self.keys, events, risk_ids)
+            publish_events(pipe, self.keys, events, risk_ids, batch.executed_at.isoformat())
             await pipe.execute()
         log.debug("batch of %d in %.2f ms", len(entries), (time.perf_counter() - started) * 1e3)
 
