@@ -32,10 +32,14 @@ test: lint
 schema: $(STAMP)
 	$(BIN)/python -m graph.export_schema frontend-contract/schema.graphql
 
-bench: bench-engine
+## bench: the engine and the worker benchmarks (figures, not tests)
+bench: bench-engine bench-worker
 
 bench-engine: $(STAMP)
 	$(BIN)/python -m bench.engine
+
+bench-worker: $(STAMP)
+	$(BIN)/python -m bench.worker
 
 clean-data:
 	rm -rf .tradegraph

@@ -2,6 +2,10 @@
 
 This is the one module of ``app`` allowed to import ``graph`` (an import-linter contract
 says so): it mounts the schema.
+
+Request bodies over ``max_body_bytes`` are refused with 413 before they are read. Refusals
+Strawberry makes before GraphQL runs (bad JSON, a mutation over GET...) are JSON errors with
+``extensions.code``. WebSockets authenticate in ``connection_init`` (see ``on_ws_connect``).
 """
 
 from __future__ import annotations
@@ -9,22 +13,32 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
+from cross_web import HTTPException
 from sqlalchemy import text
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
+from strawberry.exceptions import ConnectionRejectionError
+from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import (
+    ConnectionErrorMessage,
+    ConnectionInitMessage,
+)
+from strawberry.types.unset import UNSET, UnsetType
 
 from app.config import Settings, get_settings
 from app.kit.metrics import HTTP_LATENCY, HTTP_REQUESTS, metrics_endpoint
+from app.kit.security import BodySizeLimitMiddleware, error_body
 from app.services import Services
 from graph.context import Context
 from graph.schema import schema
@@ -33,12 +47,87 @@ log = logging.getLogger(__name__)
 
 READINESS_TIMEOUT = 2.0
 KNOWN_PATHS = frozenset({"/graphql", "/healthz", "/readyz", "/metrics"})
+HTTP_ERROR_CODES = {400: "BAD_REQUEST", 404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}
+
+
+class _AnyOperation:
+    """The schema as the legacy handler sees it: its ``subscribe`` runs any operation.
+
+    Strawberry's legacy ``graphql-ws`` handler sends everything through ``subscribe``, which
+    refuses queries and mutations; Apollo's subscriptions-transport-ws (and the clients
+    built for it, gql's included) send those over the socket too.
+    """
+
+    def __init__(self, schema: BaseSchema) -> None:
+        self._schema = schema
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._schema, name)
+
+    async def subscribe(
+        self,
+        query: str | None,
+        variable_values: dict[str, Any] | None = None,
+        context_value: Any | None = None,
+        root_value: Any | None = None,
+        operation_name: str | None = None,
+        operation_extensions: dict[str, Any] | None = None,
+    ) -> Any:
+        return await self._schema.stream(
+            query,
+            variable_values=variable_values,
+            context_value=context_value,
+            root_value=root_value,
+            operation_name=operation_name,
+            operation_extensions=operation_extensions,
+        )
+
+
+class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+    """Legacy ``graphql-ws``: queries and mutations run too (see :class:`_AnyOperation`),
+    and a refused ``connection_init`` closes with 4403 as on ``graphql-transport-ws``
+    (Strawberry's own handler would close with 1011)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.schema = cast(BaseSchema, _AnyOperation(self.schema))
+
+    async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        payload = message.get("payload")
+        if payload is None or isinstance(payload, dict):
+            self.context.connection_params = payload
+            try:
+                await self.view.on_ws_connect(self.context)
+            except ConnectionRejectionError as rejection:
+                await self.send_message(
+                    ConnectionErrorMessage(type="connection_error", payload=rejection.payload)
+                )
+                await self.websocket.close(code=4403, reason="Forbidden")
+                return
+        await super().handle_connection_init(message)
 
 
 class GraphQLApp(GraphQL[Context, None]):
-    def __init__(self, services_of: Any, **kwargs: Any) -> None:
-        super().__init__(schema, **kwargs)
+    graphql_ws_handler_class = LegacyWSHandler
+
+    def __init__(self, services_of: Callable[[HTTPConnection], Services], **kwargs: Any) -> None:
+        super().__init__(schema, graphql_ide="graphiql", **kwargs)
         self._services_of = services_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        try:
+            response = await self.run(Request(scope=scope, receive=receive))
+        except HTTPException as exc:
+            # Strawberry answers malformed requests in plain text; clients get JSON errors.
+            response = Response(
+                error_body(exc.reason, HTTP_ERROR_CODES.get(exc.status_code, "BAD_REQUEST")),
+                status_code=exc.status_code,
+                media_type="application/json",
+            )
+        await response(scope, receive, send)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket
@@ -48,6 +137,32 @@ class GraphQLApp(GraphQL[Context, None]):
             response=response if isinstance(response, Response) else None,
             services=self._services_of(request),
         )
+
+    async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
+        """Authenticate from the ``connection_init`` payload; a bad token closes with 4403.
+
+        No credentials at all is an anonymous connection (public subscriptions only).
+        """
+        authentication = await context.authenticate()
+        if authentication.error is not None:
+            log.error("could not check a websocket session", exc_info=authentication.error)
+            reason = "could not check the session; try again"
+        elif authentication.refusal is not None:
+            reason = authentication.refusal
+        else:
+            return cast(UnsetType, UNSET)
+        raise ConnectionRejectionError(
+            {"message": reason, "extensions": {"code": "UNAUTHENTICATED"}}
+        )
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL: everyone outside production; in production only an admin's request."""
+        services = self._services_of(request)
+        if services.settings.is_production:
+            viewer = await Context(request=request, response=None, services=services).viewer()
+            if viewer is None or not viewer.is_admin:
+                raise HTTPException(404, "Not Found")
+        return await super().render_graphql_ide(request)
 
 
 class MetricsMiddleware:
@@ -109,6 +224,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         app.state.services = Services.create(settings)
+        await app.state.services.start()
         try:
             yield
         finally:
@@ -116,7 +232,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     graphql = GraphQLApp(
         services_of=lambda request: request.app.state.services,
-        graphql_ide=None if settings.is_production else "graphiql",
         subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
     )
     app = Starlette(
@@ -129,5 +244,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         ],
         lifespan=lifespan,
     )
+    # The last added runs first: metrics see everything, including 413s.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     return app

@@ -45,17 +45,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.info("migrations applied")
         env = _child_env(settings)
         cli = [sys.executable, "-m", "app.cli"]
-        children.append(subprocess.Popen([*cli, "worker"], env=env))
+        worker_cmd = [*cli, "worker"]
+        children.append(subprocess.Popen(worker_cmd, env=env))
         api = [*cli, "api", "--host", args.host, "--port", str(args.port)]
         children.append(subprocess.Popen(api, env=env))
         print(f"TradeGraph: GraphQL on http://{args.host}:{args.port}/graphql — Ctrl-C stops it")
+        restarts: list[float] = []
         while not stopping:
-            for child in children:
-                if child.poll() is not None:
-                    log.error("%s exited with %s; stopping", child.args, child.returncode)
-                    stopping = True
+            worker, api_proc = children
+            if api_proc.poll() is not None:
+                log.error("the API exited with %s; stopping", api_proc.returncode)
+                break
+            if worker.poll() is not None:
+                # The worker exits on purpose when a commit fails: a fresh one rebuilds its
+                # state from PostgreSQL. Give up if it keeps dying.
+                restarts = [t for t in restarts if time.monotonic() - t < 60] + [time.monotonic()]
+                if len(restarts) > 5:
+                    log.error("the worker exited 5 times in a minute; stopping")
+                    break
+                log.warning("the worker exited with %s; restarting it", worker.returncode)
+                children[0] = subprocess.Popen(worker_cmd, env=env)
             time.sleep(0.2)
-        return 0 if all(c.poll() in (None, 0) for c in children) else 1
+        return 0 if stopping else 1
     finally:
         for child in children:
             if child.poll() is None:

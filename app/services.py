@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.accounts.service import AccountService
+from app.accounts.sessions import SessionStore
+from app.balances.service import BalanceService
 from app.config import Settings
+from app.kit.bus import CommandBus
 from app.kit.db import create_engine, create_sessionmaker
+from app.kit.pubsub import BoundedBroadcast, ResilientRedisBackend
+from app.kit.ratelimit import RateLimiter
 from app.kit.redis import Keys, create_redis
 from app.markets.service import MarketService
+from app.orders.service import TradingService
+from app.risk.service import RiskService
 
 
 @dataclass
@@ -20,7 +29,14 @@ class Services:
     sessions: async_sessionmaker[AsyncSession]
     redis: Redis
     keys: Keys
+    bus: CommandBus
     markets: MarketService
+    accounts: AccountService
+    risk: RiskService
+    rate_limiter: RateLimiter
+    trading: TradingService
+    balances: BalanceService
+    broadcast: BoundedBroadcast
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -28,15 +44,42 @@ class Services:
             raise RuntimeError("DATABASE_URL and REDIS_URL must be set for the API process")
         db = create_engine(settings.database_url, pool_size=settings.db_pool_size)
         sessions = create_sessionmaker(db)
+        redis = create_redis(settings.redis_url)
+        keys = Keys(settings.redis_prefix)
+        bus = CommandBus(redis, keys)  # starts listening for replies on its first command
+        markets = MarketService(sessions, redis, keys, bus, timeout=settings.command_timeout)
+        redis_url = settings.redis_url
         return cls(
             settings=settings,
             db=db,
             sessions=sessions,
-            redis=create_redis(settings.redis_url),
-            keys=Keys(settings.redis_prefix),
-            markets=MarketService(sessions),
+            redis=redis,
+            keys=keys,
+            bus=bus,
+            markets=markets,
+            accounts=AccountService(
+                sessions,
+                SessionStore(redis, keys, settings.access_token_ttl_seconds),
+                jwt_secret=settings.jwt_secret,
+                token_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
+                bus=bus,
+                command_timeout=settings.command_timeout,
+            ),
+            risk=RiskService(sessions),
+            rate_limiter=RateLimiter(redis, keys, settings),
+            trading=TradingService(sessions, bus, markets, timeout=settings.command_timeout),
+            balances=BalanceService(sessions, bus, timeout=settings.command_timeout),
+            broadcast=BoundedBroadcast(
+                ResilientRedisBackend(lambda: Redis.from_url(redis_url)),
+                max_queue=settings.subscription_queue_size,
+            ),
         )
 
+    async def start(self) -> None:
+        await self.broadcast.connect()
+
     async def close(self) -> None:
+        await self.broadcast.disconnect()
+        await self.bus.close()
         await self.redis.aclose()
         await self.db.dispose()

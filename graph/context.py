@@ -1,16 +1,127 @@
+"""What every resolver sees: the request, the services, who is calling, the loaders.
+
+Over HTTP a context lives for one request (one operation). Over a WebSocket one context
+serves every operation of the connection, so :meth:`Context.begin_operation` (called by
+the ``RequestGuard`` extension) gives each operation fresh loaders, a fresh look at the
+session (a logout ends access for the next operation at once) and its own request id.
+"""
+
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+import uuid
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
 
+from app.accounts.sessions import Viewer
+from app.kit.auth import InvalidToken, bearer_token
+from app.kit.ratelimit import Caller
 from app.services import Services
+from graph.loaders import Loaders
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 
-@dataclass
+def new_request_id() -> str:
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True, slots=True)
+class Authentication:
+    """The outcome of checking the caller's credentials.
+
+    ``viewer`` is set for a live session. ``refusal`` says why credentials that *were*
+    presented are refused (a forged, expired or logged-out token); no credentials at all is
+    an anonymous caller, not a refusal. ``error`` is an infrastructure failure (Redis down):
+    the caller is then neither let in nor refused, and the operation fails.
+    """
+
+    viewer: Viewer | None = None
+    refusal: str | None = None
+    error: Exception | None = None
+
+
+@dataclass(eq=False)
 class Context:
     request: Request | WebSocket
     response: Response | None
     services: Services
+    connection_params: dict[str, object] | None = None
+    request_id: str = field(default_factory=new_request_id)
+    loaders: Loaders = field(init=False)
+    _authentication: Authentication | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.services)
+        incoming = self.request.headers.get("x-request-id", "")
+        if _REQUEST_ID.fullmatch(incoming):
+            self.request_id = incoming
+
+    @property
+    def is_websocket(self) -> bool:
+        return isinstance(self.request, WebSocket)
+
+    @property
+    def client_ip(self) -> str:
+        client = self.request.client
+        return client.host if client else "unknown"
+
+    def begin_operation(self) -> None:
+        self.loaders = Loaders(self.services)
+        self._authentication = None
+        if self.is_websocket:
+            self.request_id = new_request_id()
+
+    def credentials(self) -> str | None:
+        """The access token the caller presents; :class:`InvalidToken` if malformed.
+
+        HTTP: ``Authorization: Bearer <token>``. WebSocket: the ``connection_init`` payload's
+        ``Authorization`` (``Bearer <token>``) or ``token``, else the handshake's header.
+        """
+        params = self.connection_params or {}
+        for name in ("Authorization", "authorization"):
+            if name in params:
+                value = params[name]
+                if not isinstance(value, str):
+                    raise InvalidToken("the Authorization parameter must be 'Bearer <token>'")
+                return bearer_token(value)
+        if "token" in params:
+            token = params["token"]
+            if not isinstance(token, str) or not token:
+                raise InvalidToken("the token parameter must be a non-empty string")
+            return token
+        return bearer_token(self.request.headers.get("authorization"))
+
+    async def authenticate(self) -> Authentication:
+        if self._authentication is None:
+            self._authentication = await self._check_credentials()
+        return self._authentication
+
+    async def _check_credentials(self) -> Authentication:
+        try:
+            token = self.credentials()
+            if token is None:
+                return Authentication()
+            return Authentication(viewer=await self.services.accounts.authenticate(token))
+        except InvalidToken as refusal:
+            return Authentication(refusal=str(refusal))
+        except Exception as exc:
+            return Authentication(error=exc)
+
+    def signed_in(self, viewer: Viewer) -> None:
+        """The caller just logged in: the rest of this operation runs as ``viewer``."""
+        self._authentication = Authentication(viewer=viewer)
+
+    async def viewer(self) -> Viewer | None:
+        """The logged-in caller, or ``None``; raises if their session could not be checked."""
+        authentication = await self.authenticate()
+        if authentication.error is not None:
+            raise authentication.error
+        return authentication.viewer
+
+    async def caller(self) -> Caller:
+        viewer = await self.viewer()
+        return Caller(user_id=viewer.user_id if viewer else None, ip=self.client_ip)

@@ -3,25 +3,70 @@
 from __future__ import annotations
 
 import strawberry
-from strawberry.extensions import MaxAliasesLimiter, MaxTokensLimiter, QueryDepthLimiter
+from graphql import GraphQLError
+from strawberry.extensions import (
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    ParserCache,
+    QueryDepthLimiter,
+    ValidationCache,
+)
+from strawberry.types import ExecutionContext
 
+from graph.accounts.mutations import AccountMutations
+from graph.accounts.queries import AccountQueries
+from graph.balances.mutations import BalanceMutations
+from graph.balances.queries import BalanceQueries
+from graph.extensions import RequestGuard, process_errors
+from graph.markets.mutations import MarketMutations
 from graph.markets.queries import MarketQueries
+from graph.markets.subscriptions import MarketSubscriptions
+from graph.orders.mutations import OrderMutations
+from graph.orders.queries import OrderQueries
+from graph.orders.subscriptions import OrderSubscriptions
+from graph.risk.mutations import RiskMutations
+from graph.risk.queries import RiskQueries
+from graph.risk.subscriptions import RiskSubscriptions
 
 MAX_DEPTH = 12
 MAX_ALIASES = 30
 MAX_TOKENS = 5_000
+# Distinct documents kept parsed / validated; bounded so unique queries cannot grow memory.
+CACHE_SIZE = 512
 
 
 @strawberry.type
-class Query(MarketQueries):
+class Query(MarketQueries, OrderQueries, BalanceQueries, AccountQueries, RiskQueries):
     pass
 
 
-schema = strawberry.Schema(
+@strawberry.type
+class Mutation(AccountMutations, OrderMutations, BalanceMutations, MarketMutations, RiskMutations):
+    pass
+
+
+@strawberry.type
+class Subscription(MarketSubscriptions, OrderSubscriptions, RiskSubscriptions):
+    pass
+
+
+class TradeGraphSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        process_errors(errors, execution_context)
+
+
+schema = TradeGraphSchema(
     query=Query,
+    mutation=Mutation,
+    subscription=Subscription,
     extensions=[
+        RequestGuard,
+        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
+        lambda: ParserCache(maxsize=CACHE_SIZE),
+        lambda: ValidationCache(maxsize=CACHE_SIZE),
     ],
 )

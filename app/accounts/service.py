@@ -1,26 +1,261 @@
-"""Account operations the API and the CLI share."""
+"""Account operations the API and the CLI share: sign-up, login, sessions, admin changes."""
 
 from __future__ import annotations
 
+import asyncio
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache
+
+from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts import repository
+from app.accounts.errors import AccountErrorCode
 from app.accounts.models import User
-from app.accounts.passwords import hash_password
+from app.accounts.passwords import hash_password, verify_password
+from app.accounts.sessions import SessionStore, Viewer, permissions_for
+from app.kit.auth import InvalidToken, decode_access_token, issue_access_token
+from app.kit.bus import CommandBus, CommandTimeout
+from app.kit.errors import Problem, Refused
+from app.kit.pagination import Page, PageRequest
 
 MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 256
+USERNAME = re.compile(r"^[A-Za-z0-9_.-]{3,50}$")
+KYC_STATUSES = frozenset({"pending", "approved", "rejected"})
+FEE_TIERS = range(1, 6)
 
 
-class AccountError(ValueError):
-    """An account operation was refused; the message says why."""
+class AccountError(Refused):
+    """An account operation was refused; ``problems`` (and the message) say why."""
+
+
+def _problem(code: AccountErrorCode, message: str, field: str | None = None) -> Problem:
+    return Problem(code=code.value, message=message, field=field)
+
+
+def _email_problem(email: str) -> Problem | None:
+    local, _, domain = email.partition("@")
+    if not local or "." not in domain or " " in email or "@" in domain or len(email) > 255:
+        return _problem(
+            AccountErrorCode.INVALID_INPUT, f"not a valid email address: {email!r}", "email"
+        )
+    return None
 
 
 def normalise_email(email: str) -> str:
     email = email.strip().lower()
-    local, _, domain = email.partition("@")
-    if not local or "." not in domain or " " in email or len(email) > 255:
-        raise AccountError(f"not a valid email address: {email!r}")
+    if problem := _email_problem(email):
+        raise AccountError(problem)
     return email
+
+
+def _password_problem(password: str, field: str = "password") -> Problem | None:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        return _problem(
+            AccountErrorCode.INVALID_INPUT,
+            f"password must be at least {MIN_PASSWORD_LENGTH} characters",
+            field,
+        )
+    if len(password) > MAX_PASSWORD_LENGTH:
+        return _problem(
+            AccountErrorCode.INVALID_INPUT,
+            f"password must be at most {MAX_PASSWORD_LENGTH} characters",
+            field,
+        )
+    return None
+
+
+@cache
+def _decoy_hash() -> str:
+    """Verified against when the email is unknown, so both cases take as long."""
+    return hash_password("decoy password, never anyone's")
+
+
+@dataclass(frozen=True, slots=True)
+class Login:
+    token: str
+    expires_at: datetime
+    user: User
+    viewer: Viewer
+
+
+class AccountService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        session_store: SessionStore,
+        *,
+        jwt_secret: str,
+        token_ttl: timedelta,
+        bus: CommandBus,
+        command_timeout: float,
+    ) -> None:
+        self._db = sessions
+        self._sessions = session_store
+        self._secret = jwt_secret
+        self._ttl = token_ttl
+        self._bus = bus
+        self._command_timeout = command_timeout
+
+    # -- sign-up, login, sessions -------------------------------------------------------
+
+    async def register(self, *, email: str, username: str, password: str) -> Login:
+        """Create a trader (KYC pending, fee tier 1) and log them in."""
+        email, username = email.strip().lower(), username.strip()
+        problems = [
+            p
+            for p in (
+                _email_problem(email),
+                None
+                if USERNAME.fullmatch(username)
+                else _problem(
+                    AccountErrorCode.INVALID_INPUT,
+                    "username must be 3–50 letters, digits, '_', '.' or '-'",
+                    "username",
+                ),
+                _password_problem(password),
+            )
+            if p is not None
+        ]
+        if problems:
+            raise AccountError(*problems)
+        password_hash = await asyncio.to_thread(hash_password, password)
+        async with self._db() as session:
+            if await repository.get_user_by_email(session, email) is not None:
+                problems.append(_email_taken())
+            if await repository.username_taken(session, username):
+                problems.append(_username_taken())
+            if problems:
+                raise AccountError(*problems)
+            user = User(email=email, username=username, password_hash=password_hash)
+            session.add(user)
+            try:
+                await session.commit()
+            except IntegrityError as exc:  # lost a race with a concurrent sign-up
+                raise AccountError(
+                    _username_taken() if "username" in str(exc.orig) else _email_taken()
+                ) from exc
+            await session.refresh(user)
+        return await self.start_session(user)
+
+    async def login(self, *, email: str, password: str) -> Login:
+        """Check the password and start a new session (ending any previous one)."""
+        async with self._db() as session:
+            user = await repository.get_user_by_email(session, email.strip().lower())
+        password_hash = user.password_hash if user is not None else _decoy_hash()
+        matches = await asyncio.to_thread(verify_password, password_hash, password)
+        if user is None or not matches or not permissions_for(user.role):
+            raise AccountError(
+                _problem(AccountErrorCode.INVALID_CREDENTIALS, "wrong email or password")
+            )
+        return await self.start_session(user)
+
+    async def start_session(self, user: User) -> Login:
+        """Issue a token for ``user`` and make it their one live session (no password check:
+        callers have already established who this is)."""
+        access = issue_access_token(self._secret, user.id, ttl=self._ttl)
+        permissions = permissions_for(user.role)
+        await self._sessions.open(user.id, access.token, permissions)
+        return Login(
+            token=access.token,
+            expires_at=access.expires_at,
+            user=user,
+            viewer=Viewer(user_id=user.id, permissions=permissions),
+        )
+
+    async def authenticate(self, token: str) -> Viewer:
+        """The viewer a token stands for; :class:`InvalidToken` unless its session is live."""
+        access = decode_access_token(self._secret, token)
+        viewer = await self._sessions.check(access.user_id, token)
+        if viewer is None:
+            raise InvalidToken("session ended (logged out, or replaced by a newer login)")
+        return viewer
+
+    async def logout(self, token: str) -> bool:
+        """End the session this token belongs to; ``False`` if it had already ended."""
+        try:
+            access = decode_access_token(self._secret, token)
+        except InvalidToken:
+            return False
+        return await self._sessions.close(access.user_id, token)
+
+    # -- reads -----------------------------------------------------------------------------
+
+    async def get(self, user_id: int) -> User | None:
+        async with self._db() as session:
+            return await repository.get_user(session, user_id)
+
+    async def get_many(self, user_ids: Sequence[int]) -> Sequence[User]:
+        async with self._db() as session:
+            return await repository.get_users(session, user_ids)
+
+    async def list_users(self, page: PageRequest, *, kyc_status: str | None = None) -> Page[User]:
+        async with self._db() as session:
+            return await repository.list_users(session, page, kyc_status=kyc_status)
+
+    # -- admin -----------------------------------------------------------------------------
+
+    async def set_kyc_status(self, user_id: int, status: str) -> User:
+        assert status in KYC_STATUSES
+        return await self._update_user(user_id, kyc_status=status)
+
+    async def set_fee_tier(self, user_id: int, tier: int) -> User:
+        """Pin the user's fee tier (the 30-day volume no longer decides it)."""
+        if tier not in FEE_TIERS:
+            raise AccountError(
+                _problem(AccountErrorCode.INVALID_INPUT, "fee tier must be 1 to 5", "tier")
+            )
+        user = await self.get(user_id)
+        if user is None or user.role == "system":
+            raise AccountError(
+                _problem(AccountErrorCode.NOT_FOUND, f"no user with id {user_id}", "userId")
+            )
+        # The matching worker charges fees, so it must learn the tier: it writes the row too.
+        try:
+            reply = await self._bus.submit(
+                "set_fee_tier",
+                {"user_id": user_id, "tier": tier},
+                timeout=self._command_timeout,
+            )
+        except CommandTimeout:
+            raise AccountError(
+                _problem(AccountErrorCode.TIMEOUT, "the matching engine did not answer in time")
+            ) from None
+        if not reply["ok"]:
+            raise AccountError(
+                _problem(AccountErrorCode.INVALID_INPUT, reply["error"]["message"], "tier")
+            )
+        refreshed = await self.get(user_id)
+        assert refreshed is not None
+        return refreshed
+
+    async def _update_user(self, user_id: int, **values: object) -> User:
+        async with self._db() as session, session.begin():
+            result = await session.execute(
+                update(User)
+                .where(User.id == user_id, User.role != "system")
+                .values(**values)
+                .returning(User)
+            )
+            user = result.scalar_one_or_none()
+        if user is None:
+            raise AccountError(
+                _problem(AccountErrorCode.NOT_FOUND, f"no user with id {user_id}", "userId")
+            )
+        return user
+
+
+def _email_taken() -> Problem:
+    return _problem(AccountErrorCode.EMAIL_TAKEN, "that email is already registered", "email")
+
+
+def _username_taken() -> Problem:
+    return _problem(AccountErrorCode.USERNAME_TAKEN, "that username is taken", "username")
 
 
 async def create_admin(
@@ -31,15 +266,21 @@ async def create_admin(
     The password is (re)set either way, so an operator who lost it can run this again.
     """
     email = normalise_email(email)
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"password must be at least {MIN_PASSWORD_LENGTH} characters")
+    if problem := _password_problem(password):
+        raise AccountError(problem)
     async with sessions() as session, session.begin():
         user = await repository.get_user_by_email(session, email)
         if user is None:
             user = User(email=email, username=None, password_hash="")
             session.add(user)
         elif user.role == "system":
-            raise AccountError("the exchange's system account cannot be made an admin")
+            raise AccountError(
+                _problem(
+                    AccountErrorCode.INVALID_INPUT,
+                    "the exchange's system account cannot be made an admin",
+                    "email",
+                )
+            )
         user.password_hash = hash_password(password)
         user.role = "admin"
         user.kyc_status = "approved"

@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import Numeric, String, Text
+from sqlalchemy import BigInteger, Numeric, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.kit.orm import Base
@@ -20,6 +20,7 @@ class Market(Base):
     min_notional: Mapped[Decimal]
     status: Mapped[str] = mapped_column(String(10))
     halt_reason: Mapped[str | None] = mapped_column(Text)
+    book_sequence: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

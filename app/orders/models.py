@@ -24,6 +24,8 @@ class Order(Base):
     client_order_id: Mapped[str | None] = mapped_column(String(64))
     time_in_force: Mapped[str] = mapped_column(String(3), server_default="GTC")
     post_only: Mapped[bool] = mapped_column(server_default="false")
+    priority: Mapped[int | None] = mapped_column(BigInteger)
+    cancel_reason: Mapped[str | None] = mapped_column(String(20))
     created_at: Mapped[datetime] = mapped_column(server_default="now()")
     updated_at: Mapped[datetime] = mapped_column(server_default="now()")
 
@@ -39,4 +41,7 @@ class Trade(Base):
     price: Mapped[Decimal]
     buyer_fee: Mapped[Decimal]
     seller_fee: Mapped[Decimal]
+    buyer_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    seller_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    taker_side: Mapped[str] = mapped_column(String(4))
     executed_at: Mapped[datetime] = mapped_column(server_default="now()")

@@ -3,7 +3,16 @@ from __future__ import annotations
 import strawberry
 
 from graph.context import Context
+from graph.errors import invalid_input
 from graph.markets.types import Market
+from graph.markets.types_book import OrderBook
+
+MAX_DEPTH = 100
+
+
+def check_depth(depth: int) -> None:
+    if not 1 <= depth <= MAX_DEPTH:
+        raise invalid_input(f"`depth` must be between 1 and {MAX_DEPTH}", "depth")
 
 
 @strawberry.type
@@ -17,3 +26,15 @@ class MarketQueries:
     async def market(self, info: strawberry.Info[Context, None], symbol: str) -> Market | None:
         row = await info.context.services.markets.get(symbol)
         return Market.from_row(row) if row else None
+
+    @strawberry.field(
+        description=f"A market's book by price level, best first (depth 1-{MAX_DEPTH})."
+    )
+    async def order_book(
+        self, info: strawberry.Info[Context, None], symbol: str, depth: int = 20
+    ) -> OrderBook | None:
+        check_depth(depth)
+        if await info.context.services.markets.get(symbol) is None:
+            return None
+        snapshot = await info.context.services.markets.order_book(symbol, depth)
+        return OrderBook.from_snapshot(snapshot)

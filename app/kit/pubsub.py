@@ -1,0 +1,186 @@
+"""Redis pub/sub for subscriptions: broadcaster, with a backend that survives Redis restarts
+and subscriber queues that cannot grow without bound.
+
+Stock broadcaster ends every subscription when its Redis connection drops, and buffers
+without limit for a slow subscriber. Here:
+
+- :class:`ResilientRedisBackend` reconnects with backoff, resubscribes every channel it had,
+  and tells each subscriber that messages may have been missed (:data:`GAP`), so a book
+  subscriber resynchronises from a fresh snapshot instead of silently skipping deltas.
+- :class:`BoundedBroadcast` gives each subscriber a queue of ``max_queue`` messages; one that
+  falls behind is dropped to a single :data:`OVERFLOW` marker rather than buffering forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from broadcaster import Broadcast, Event
+from broadcaster._backends.base import BroadcastBackend
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
+
+GAP = "\x00gap"
+"""Message delivered to every channel after a reconnect: some messages may be lost."""
+OVERFLOW = "\x00overflow"
+"""Message that replaces a subscriber's queue when it fell too far behind."""
+
+
+class ResilientRedisBackend(BroadcastBackend):
+    def __init__(self, connect: Callable[[], Redis]) -> None:
+        self._connect = connect
+        self._redis: Redis | None = None
+        self._channels: set[str] = set()
+        self._queue: asyncio.Queue[Event] = asyncio.Queue()
+        self._listener: asyncio.Task[None] | None = None
+        self._pubsub: Any = None
+        self._changed = asyncio.Event()
+        self.reconnects = 0
+
+    async def connect(self) -> None:
+        self._redis = self._connect()
+        self._listener = asyncio.create_task(self._listen(), name="pubsub-listener")
+
+    async def disconnect(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def subscribe(self, channel: str) -> None:
+        self._channels.add(channel)
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                await self._pubsub.subscribe(channel)
+        self._changed.set()
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._channels.discard(channel)
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                await self._pubsub.unsubscribe(channel)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        assert self._redis is not None
+        await self._redis.publish(channel, message)
+
+    async def next_published(self) -> Event:
+        return await self._queue.get()
+
+    async def _listen(self) -> None:
+        assert self._redis is not None
+        backoff = 0.05
+        lost = False
+        while True:
+            if not self._channels:
+                self._changed.clear()
+                await self._changed.wait()
+            pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*self._channels)
+                self._pubsub = pubsub
+                if lost:
+                    self.reconnects += 1
+                    log.info("pub/sub reconnected; %d channels resubscribed", len(self._channels))
+                    for channel in list(self._channels):
+                        await self._queue.put(Event(channel, GAP))
+                    lost = False
+                backoff = 0.05
+                while self._channels:
+                    message = await pubsub.get_message(timeout=1.0)
+                    if message is not None and message["type"] == "message":
+                        data = message["data"]
+                        channel = message["channel"]
+                        await self._queue.put(
+                            Event(
+                                channel.decode() if isinstance(channel, bytes) else channel,
+                                data.decode() if isinstance(data, bytes) else data,
+                            )
+                        )
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                lost = True
+                log.warning("pub/sub connection lost (%s); retrying in %.2fs", exc, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+            finally:
+                self._pubsub = None
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+class BoundedSubscriber:
+    def __init__(self, queue: asyncio.Queue[Event | None]) -> None:
+        self._queue = queue
+
+    async def get(self) -> Event | None:
+        """The next event; ``None`` once unsubscribed."""
+        return await self._queue.get()
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
+        while (event := await self._queue.get()) is not None:
+            yield event
+
+
+class BoundedBroadcast(Broadcast):
+    def __init__(self, backend: BroadcastBackend, *, max_queue: int = 1000) -> None:
+        super().__init__(backend=backend)
+        self.max_queue = max_queue
+        self._bounded: dict[str, set[asyncio.Queue[Event | None]]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def connect(self) -> None:
+        await self._backend.connect()
+        self._task = asyncio.create_task(self._listener(), name="broadcast")
+
+    async def disconnect(self) -> None:
+        """Stop listening; safe to call when ``connect`` never ran."""
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+        await self._backend.disconnect()
+
+    async def _listener(self) -> None:
+        while True:
+            event = await self._backend.next_published()
+            for queue in list(self._bounded.get(event.channel, ())):
+                try:
+                    queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    # Too far behind: drop what it has not read, tell it once.
+                    while not queue.empty():
+                        queue.get_nowait()
+                    queue.put_nowait(Event(event.channel, OVERFLOW))
+
+    @asynccontextmanager
+    async def subscribe(  # type: ignore[override]
+        self, channel: str
+    ) -> AsyncIterator[BoundedSubscriber]:
+        queue: asyncio.Queue[Event | None] = asyncio.Queue(self.max_queue)
+        subscribers = self._bounded.setdefault(channel, set())
+        first = not subscribers
+        subscribers.add(queue)
+        try:
+            if first:
+                await self._backend.subscribe(channel)
+            yield BoundedSubscriber(queue)
+        finally:
+            subscribers.discard(queue)
+            if not subscribers:
+                self._bounded.pop(channel, None)
+                await self._backend.unsubscribe(channel)

@@ -1,0 +1,285 @@
+"""Trading: validate, dispatch to the matching worker, read back what it committed.
+
+The API never writes orders, trades or balances: every change is a command on the bus,
+and the answer is read from PostgreSQL after the worker has committed it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.kit.bus import CommandBus, CommandTimeout
+from app.kit.errors import Problem
+from app.kit.pagination import Page, PageRequest
+from app.markets.models import Market
+from app.markets.service import MarketService
+from app.orders import errors, repository
+from app.orders.models import Order, Trade
+
+CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+MAX_DECIMALS = 8
+OPEN_STATUSES = ("PENDING", "PARTIAL")
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceOrderRequest:
+    symbol: str
+    side: str
+    type: str
+    quantity: Decimal
+    price: Decimal | None = None
+    time_in_force: str = "GTC"
+    post_only: bool = False
+    client_order_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AmendOrderRequest:
+    order_id: int
+    quantity: Decimal | None = None
+    price: Decimal | None = None
+
+
+@dataclass
+class Outcome:
+    """What a trading command did: the order it concerns, its fills, or why it was refused."""
+
+    order: Order | None = None
+    fills: Sequence[Trade] = ()
+    cancelled_count: int = 0
+    problems: list[Problem] = field(default_factory=list)
+
+
+def _camel(name: str | None) -> str | None:
+    if name is None:
+        return None
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+def _plain(value: Decimal) -> str:
+    return format(value.normalize(), "f")
+
+
+def _check_amount(
+    value: Decimal, step: Decimal, name: str, what: str, problems: list[Problem]
+) -> None:
+    try:
+        finite = value.is_finite()
+    except InvalidOperation:
+        finite = False
+    if not finite or value <= 0:
+        problems.append(Problem(errors.INVALID_INPUT, f"{what} must be positive", name))
+    elif value.as_tuple().exponent < -MAX_DECIMALS:  # type: ignore[operator]
+        problems.append(
+            Problem(errors.INVALID_INPUT, f"{what} has more than {MAX_DECIMALS} decimals", name)
+        )
+    elif value % step:
+        problems.append(
+            Problem(errors.INVALID_INPUT, f"{what} must be a multiple of {_plain(step)}", name)
+        )
+
+
+def validate_place(request: PlaceOrderRequest, market: Market | None) -> list[Problem]:
+    """Everything the API can check before the worker sees the order."""
+    problems: list[Problem] = []
+    if market is None:
+        return [Problem(errors.INVALID_INPUT, f"no market {request.symbol!r}", "symbol")]
+    if request.client_order_id is not None and not CLIENT_ORDER_ID.fullmatch(
+        request.client_order_id
+    ):
+        problems.append(
+            Problem(
+                errors.INVALID_INPUT,
+                "clientOrderId has 1 to 64 letters, digits or . _ : -",
+                "clientOrderId",
+            )
+        )
+    _check_amount(request.quantity, market.lot_size, "quantity", "quantity", problems)
+    if request.type == "LIMIT":
+        if request.price is None:
+            problems.append(Problem(errors.INVALID_INPUT, "a LIMIT order needs a price", "price"))
+        else:
+            _check_amount(request.price, market.tick_size, "price", "price", problems)
+            if not problems and request.price * request.quantity < market.min_notional:
+                problems.append(
+                    Problem(
+                        errors.INVALID_INPUT,
+                        f"price × quantity must be at least {_plain(market.min_notional)} "
+                        f"{market.quote_asset}",
+                        "quantity",
+                    )
+                )
+        if request.post_only and request.time_in_force != "GTC":
+            problems.append(Problem(errors.INVALID_INPUT, "postOnly orders are GTC", "timeInForce"))
+    else:
+        if request.price is not None:
+            problems.append(Problem(errors.INVALID_INPUT, "a MARKET order takes no price", "price"))
+        if request.post_only:
+            problems.append(
+                Problem(errors.INVALID_INPUT, "postOnly is for LIMIT orders", "postOnly")
+            )
+    return problems
+
+
+class TradingService:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        bus: CommandBus,
+        markets: MarketService,
+        *,
+        timeout: float,
+    ) -> None:
+        self._sessions = sessions
+        self._bus = bus
+        self._markets = markets
+        self._timeout = timeout
+
+    async def _submit(self, kind: str, payload: dict[str, Any]) -> dict[str, Any] | Problem:
+        try:
+            reply = await self._bus.submit(kind, payload, timeout=self._timeout)
+        except CommandTimeout:
+            return Problem(
+                errors.TIMEOUT,
+                "the matching engine did not answer in time; retrying with the same "
+                "clientOrderId is safe",
+            )
+        if not reply["ok"]:
+            error = reply["error"]
+            return Problem(
+                errors.FROM_WORKER.get(error["code"], errors.INVALID_INPUT),
+                error["message"],
+                _camel(error.get("field")),
+            )
+        return reply
+
+    async def _outcome(self, reply: dict[str, Any]) -> Outcome:
+        async with self._sessions() as session:
+            order = await session.get(Order, reply["order_id"]) if reply["order_id"] else None
+            fill_ids = [fill["id"] for fill in reply["fills"]]
+            fills = await repository.trades_by_ids(session, fill_ids) if fill_ids else []
+        return Outcome(order=order, fills=fills, cancelled_count=len(reply["cancelled"]))
+
+    async def place(self, user_id: int, kyc_status: str, request: PlaceOrderRequest) -> Outcome:
+        if kyc_status != "approved":
+            return Outcome(
+                problems=[
+                    Problem(errors.KYC_REQUIRED, "trading needs approved KYC (identity check)")
+                ]
+            )
+        market = await self._markets.get(request.symbol)
+        if problems := validate_place(request, market):
+            return Outcome(problems=problems)
+        assert market is not None
+        payload = {
+            "user_id": user_id,
+            "symbol": market.symbol,
+            "side": request.side,
+            "type": request.type,
+            "quantity": _plain(request.quantity),
+            "price": _plain(request.price) if request.price is not None else None,
+            "time_in_force": request.time_in_force,
+            "post_only": request.post_only,
+            "client_order_id": request.client_order_id,
+        }
+        # A retry after a timeout is safe when it names the same clientOrderId: the engine
+        # answers a repeated one with the original order.
+        reply = await self._submit("place", payload)
+        if isinstance(reply, Problem):
+            return Outcome(problems=[reply])
+        return await self._outcome(reply)
+
+    async def amend(self, user_id: int, request: AmendOrderRequest) -> Outcome:
+        async with self._sessions() as session:
+            order = await repository.get_order(session, user_id, request.order_id)
+        if order is None:
+            return Outcome(problems=[Problem(errors.NOT_FOUND, "no such order", "id")])
+        market = await self._markets.get(order.symbol)
+        assert market is not None
+        problems: list[Problem] = []
+        if request.quantity is None and request.price is None:
+            problems.append(Problem(errors.INVALID_INPUT, "give a new quantity or price", None))
+        if request.quantity is not None:
+            _check_amount(request.quantity, market.lot_size, "quantity", "quantity", problems)
+        if request.price is not None:
+            _check_amount(request.price, market.tick_size, "price", "price", problems)
+        if problems:
+            return Outcome(problems=problems)
+        reply = await self._submit(
+            "amend",
+            {
+                "user_id": user_id,
+                "order_id": request.order_id,
+                "quantity": _plain(request.quantity) if request.quantity is not None else None,
+                "price": _plain(request.price) if request.price is not None else None,
+            },
+        )
+        if isinstance(reply, Problem):
+            return Outcome(problems=[reply])
+        return await self._outcome(reply)
+
+    async def cancel(
+        self, user_id: int, *, order_id: int | None, client_order_id: str | None
+    ) -> Outcome:
+        if (order_id is None) == (client_order_id is None):
+            return Outcome(
+                problems=[Problem(errors.INVALID_INPUT, "give either id or clientOrderId", "id")]
+            )
+        payload = {"user_id": user_id, "order_id": order_id, "client_order_id": client_order_id}
+        reply = await self._submit("cancel", payload)
+        if isinstance(reply, Problem):
+            if reply.code == errors.NOT_FOUND:
+                field = "id" if order_id is not None else "clientOrderId"
+                return Outcome(problems=[Problem(errors.NOT_FOUND, "no such open order", field)])
+            return Outcome(problems=[reply])
+        return await self._outcome(reply)
+
+    async def cancel_all(self, user_id: int, symbol: str | None) -> Outcome:
+        if symbol is not None and await self._markets.get(symbol) is None:
+            return Outcome(problems=[Problem(errors.INVALID_INPUT, "no such market", "symbol")])
+        reply = await self._submit(
+            "cancel_all", {"user_id": user_id, "symbol": symbol.upper() if symbol else None}
+        )
+        if isinstance(reply, Problem):
+            return Outcome(problems=[reply])
+        return Outcome(cancelled_count=len(reply["cancelled"]))
+
+    # Reads: the caller's own data only.
+
+    async def order(self, user_id: int, order_id: int) -> Order | None:
+        async with self._sessions() as session:
+            return await repository.get_order(session, user_id, order_id)
+
+    async def orders(
+        self,
+        user_id: int,
+        request: PageRequest,
+        *,
+        symbol: str | None = None,
+        statuses: Sequence[str] | None = None,
+    ) -> Page[Order]:
+        async with self._sessions() as session:
+            return await repository.list_orders(
+                session, user_id, request, symbol=symbol, statuses=statuses
+            )
+
+    async def fills(
+        self, user_id: int, request: PageRequest, *, symbol: str | None = None
+    ) -> Page[Trade]:
+        async with self._sessions() as session:
+            return await repository.list_fills(session, user_id, request, symbol=symbol)
+
+    async def trades(self, symbol: str, request: PageRequest) -> Page[Trade]:
+        async with self._sessions() as session:
+            return await repository.list_trades(session, symbol.upper(), request)
+
+    async def orders_by_ids(self, ids: Sequence[int]) -> Sequence[Order]:
+        async with self._sessions() as session:
+            return await repository.orders_by_ids(session, ids)

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+
+from app.accounts.models import User as UserRow
+from graph.context import Context
+from graph.errors import UserError
+from graph.pagination import Connection
+from graph.permissions import IsAdmin, IsAdminOrSelf
+from graph.risk.types import RiskEvent
+
+MAX_NESTED_RISK_EVENTS = 100
+
+
+@strawberry.enum(description="Where a user's identity check stands; trading needs APPROVED.")
+class KycStatus(Enum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+@strawberry.enum(description="What a user may do: trade (USER), also administer (ADMIN).")
+class UserRole(Enum):
+    USER = "user"
+    ADMIN = "admin"
+    SYSTEM = "system"
+
+
+@strawberry.type(
+    description=(
+        "An account. Email, KYC status, fee tier and role are visible to the user themself "
+        "(through `me`) and to admins; anyone else gets FORBIDDEN for them."
+    )
+)
+class User:
+    id: strawberry.ID
+    username: str | None
+    created_at: datetime
+    email: str | None = strawberry.field(permission_classes=[IsAdminOrSelf])
+    kyc_status: KycStatus | None = strawberry.field(permission_classes=[IsAdminOrSelf])
+    fee_tier: int | None = strawberry.field(
+        permission_classes=[IsAdminOrSelf], description="1 (default) to 5."
+    )
+    fee_tier_override: bool | None = strawberry.field(
+        permission_classes=[IsAdminOrSelf],
+        description="True when an admin pinned the fee tier (volume no longer decides it).",
+    )
+    role: UserRole | None = strawberry.field(permission_classes=[IsAdminOrSelf])
+    pk: strawberry.Private[int]
+
+    @strawberry.field(
+        permission_classes=[IsAdmin],
+        description=f"The newest risk events (admin only; at most {MAX_NESTED_RISK_EVENTS}).",
+    )
+    async def risk_events(
+        self, info: strawberry.Info[Context, None], first: int = 10
+    ) -> list[RiskEvent] | None:
+        first = max(1, min(first, MAX_NESTED_RISK_EVENTS))
+        rows = await info.context.loaders.risk_events_of_user.load((self.pk, first))
+        return [RiskEvent.from_row(row) for row in rows]
+
+    @classmethod
+    def from_row(cls, row: UserRow) -> User:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            username=row.username,
+            created_at=row.created_at,
+            email=row.email,
+            kyc_status=KycStatus(row.kyc_status),
+            fee_tier=row.fee_tier,
+            fee_tier_override=row.fee_tier_override,
+            role=UserRole(row.role),
+            pk=row.id,
+        )
+
+
+UserConnection = Connection[User]
+
+
+@strawberry.input(description="Sign-up details.")
+class RegisterInput:
+    email: str
+    username: str = strawberry.field(description="3–50 letters, digits, '_', '.' or '-'.")
+    password: str = strawberry.field(description="At least 8 characters.")
+
+
+@strawberry.type(
+    description=(
+        "The result of register and login: on success a bearer token (send it as "
+        "`Authorization: Bearer <token>`) and the user; otherwise errors."
+    )
+)
+class AuthPayload:
+    token: str | None = None
+    expires_at: datetime | None = None
+    user: User | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)
+
+
+@strawberry.type(description="The result of an admin change to a user.")
+class UserPayload:
+    user: User | None = None
+    errors: list[UserError] = strawberry.field(default_factory=list)

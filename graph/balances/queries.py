@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+import strawberry
+
+from graph.balances.types import Balance
+from graph.context import Context
+from graph.errors import unauthenticated
+from graph.permissions import IsAuthenticated
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.type
+class BalanceQueries:
+    @strawberry.field(permission_classes=[IsAuthenticated], description="Your balances, by asset.")
+    async def balances(self, info: Info) -> list[Balance] | None:
+        viewer = await info.context.viewer()
+        if viewer is None:
+            raise unauthenticated()
+        rows = await info.context.services.balances.of_user(viewer.user_id)
+        return [Balance.from_row(row) for row in rows]

@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+
+import strawberry
+
+from app.kit.pubsub import GAP, OVERFLOW
+from graph.context import Context
+from graph.permissions import IsAdmin
+from graph.risk.types import RiskEvent
+
+Info = strawberry.Info[Context, None]
+
+
+@strawberry.type
+class RiskSubscriptions:
+    @strawberry.subscription(
+        permission_classes=[IsAdmin], description="Admin: risk events as they are raised."
+    )
+    async def risk_alerts(self, info: Info) -> AsyncGenerator[RiskEvent, None]:
+        services = info.context.services
+        async with services.broadcast.subscribe(services.keys.risk_channel()) as sub:
+            async for event in sub:
+                if event.message in (GAP, OVERFLOW):
+                    continue
+                alert = json.loads(event.message)
+                rows = await services.risk.get_many([alert["id"]])
+                for row in rows:
+                    yield RiskEvent.from_row(row)
