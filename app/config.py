@@ -69,6 +69,8 @@ class Settings(BaseSettings):
     rate_limits_per_ip: dict[str, int] = Field(
         default_factory=lambda: {"login": 20, "register": 10}
     )
+    # Pre-trade risk: resting orders one account may have open at once (RISK_REJECTED past it).
+    max_open_orders_per_user: int = Field(default=1000, ge=1)
     # The matching worker's own /metrics (0 turns it off).
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9101

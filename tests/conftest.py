@@ -82,6 +82,7 @@ def settings(database_url: str, redis_url: str, redis_prefix: str) -> Settings:
         redis_prefix=redis_prefix,
         jwt_secret="test-secret-" + "x" * 32,
         worker_metrics_port=free_port(),
+        max_open_orders_per_user=400,
     )
 
 

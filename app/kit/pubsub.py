@@ -43,6 +43,9 @@ class ResilientRedisBackend(BroadcastBackend):
         self._listener: asyncio.Task[None] | None = None
         self._pubsub: Any = None
         self._changed = asyncio.Event()
+        # Held while the channel set and the live connection's subscriptions are brought in
+        # line, so a channel added during a (re)connect is never left unsubscribed.
+        self._lock = asyncio.Lock()
         self.reconnects = 0
 
     async def connect(self) -> None:
@@ -58,17 +61,20 @@ class ResilientRedisBackend(BroadcastBackend):
             await self._redis.aclose()
 
     async def subscribe(self, channel: str) -> None:
-        self._channels.add(channel)
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                await self._pubsub.subscribe(channel)
+        async with self._lock:
+            self._channels.add(channel)
+            if self._pubsub is not None:
+                # A failure here is a lost connection: the listener resubscribes everything.
+                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                    await self._pubsub.subscribe(channel)
         self._changed.set()
 
     async def unsubscribe(self, channel: str) -> None:
-        self._channels.discard(channel)
-        if self._pubsub is not None:
-            with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
-                await self._pubsub.unsubscribe(channel)
+        async with self._lock:
+            self._channels.discard(channel)
+            if self._pubsub is not None:
+                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                    await self._pubsub.unsubscribe(channel)
 
     async def publish(self, channel: str, message: Any) -> None:
         assert self._redis is not None
@@ -87,8 +93,9 @@ class ResilientRedisBackend(BroadcastBackend):
                 await self._changed.wait()
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
-                await pubsub.subscribe(*self._channels)
-                self._pubsub = pubsub
+                async with self._lock:
+                    await pubsub.subscribe(*self._channels)
+                    self._pubsub = pubsub
                 if lost:
                     self.reconnects += 1
                     log.info("pub/sub reconnected; %d channels resubscribed", len(self._channels))

@@ -21,7 +21,9 @@ from engine import (
 PPM = Decimal(1_000_000)
 
 
-async def load_snapshot(conn: asyncpg.Connection) -> EngineSnapshot:
+async def load_snapshot(
+    conn: asyncpg.Connection, *, max_open_orders_per_user: int | None = None
+) -> EngineSnapshot:
     markets = [
         MarketSpec(
             symbol=row["symbol"],
@@ -98,10 +100,13 @@ async def load_snapshot(conn: asyncpg.Connection) -> EngineSnapshot:
         next_order_id=max(highest["id"], highest["priority"]) + 1,
         next_trade_id=last_trade + 1,
         book_sequences=sequences,
+        max_open_orders_per_user=max_open_orders_per_user,
     )
 
 
-async def restore_engine(conn: asyncpg.Connection) -> Engine:
+async def restore_engine(
+    conn: asyncpg.Connection, *, max_open_orders_per_user: int | None = None
+) -> Engine:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
-        snapshot = await load_snapshot(conn)
+        snapshot = await load_snapshot(conn, max_open_orders_per_user=max_open_orders_per_user)
     return Engine.restore(snapshot)

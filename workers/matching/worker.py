@@ -81,7 +81,9 @@ class MatchingWorker:
     async def run(self) -> None:
         self.conn = await asyncpg.connect(plain_url(self.settings.database_url or ""))
         started = time.perf_counter()
-        self.engine = await restore_engine(self.conn)
+        self.engine = await restore_engine(
+            self.conn, max_open_orders_per_user=self.settings.max_open_orders_per_user
+        )
         await rebuild_book_cache(self.redis, self.keys, self.engine)
         await self._ensure_group()
         log.info("engine restored in %.3fs", time.perf_counter() - started)
