@@ -192,6 +192,10 @@ class MetricsMiddleware:
             HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
 
 
+class WorkerDown(RuntimeError):
+    """The matching worker's heartbeat is missing."""
+
+
 async def healthz(request: Request) -> Response:
     return PlainTextResponse("ok")
 
@@ -207,7 +211,13 @@ async def readyz(request: Request) -> Response:
     async def check_redis() -> None:
         await services.redis.ping()
 
-    for name, probe in (("postgres", check_postgres), ("redis", check_redis)):
+    async def check_worker() -> None:
+        # The matching worker refreshes this key every second (TTL 5 s).
+        if not await services.redis.exists(services.keys.worker_heartbeat()):
+            raise WorkerDown("no heartbeat from the matching worker")
+
+    probes = (("postgres", check_postgres), ("redis", check_redis), ("worker", check_worker))
+    for name, probe in probes:
         try:
             await asyncio.wait_for(probe(), READINESS_TIMEOUT)
             checks[name] = "ok"

@@ -70,7 +70,9 @@ class Services:
             trading=TradingService(sessions, bus, markets, timeout=settings.command_timeout),
             balances=BalanceService(sessions, bus, timeout=settings.command_timeout),
             broadcast=BoundedBroadcast(
-                ResilientRedisBackend(lambda: Redis.from_url(redis_url)),
+                ResilientRedisBackend(
+                    lambda: Redis.from_url(redis_url, client_name=keys.pubsub_client_name())
+                ),
                 max_queue=settings.subscription_queue_size,
             ),
         )

@@ -40,6 +40,10 @@ class Keys:
     def channel(self, name: str) -> str:
         return f"{self.prefix}{name}"
 
+    def pubsub_client_name(self) -> str:
+        """CLIENT SETNAME of the API's subscription connections (no spaces allowed)."""
+        return f"{self.prefix}pubsub".replace(" ", "_")
+
     def worker_heartbeat(self) -> str:
         return f"{self.prefix}worker:heartbeat"
 

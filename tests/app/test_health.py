@@ -7,7 +7,7 @@ import pytest
 
 from app.asgi import create_app
 from app.config import Settings
-from tests.support.processes import free_port
+from tests.support.processes import Platform, free_port
 
 
 async def test_healthz_answers_while_the_process_is_up(client: httpx.AsyncClient) -> None:
@@ -15,10 +15,25 @@ async def test_healthz_answers_while_the_process_is_up(client: httpx.AsyncClient
     assert (response.status_code, response.text) == (200, "ok")
 
 
-async def test_readyz_checks_postgres_and_redis(client: httpx.AsyncClient) -> None:
+async def test_readyz_checks_postgres_redis_and_the_worker(
+    client: httpx.AsyncClient, platform: Platform
+) -> None:
     response = await client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"ready": True, "checks": {"postgres": "ok", "redis": "ok"}}
+    assert response.json() == {
+        "ready": True,
+        "checks": {"postgres": "ok", "redis": "ok", "worker": "ok"},
+    }
+
+
+async def test_readyz_is_503_without_a_worker_heartbeat(settings: Settings) -> None:
+    alone = settings.model_copy(update={"redis_prefix": settings.redis_prefix + "alone:"})
+    async for http in _client_for(alone):
+        response = await http.get("/readyz")
+        assert response.status_code == 503
+        checks = response.json()["checks"]
+        assert checks["worker"] == "down: WorkerDown"
+        assert (checks["postgres"], checks["redis"]) == ("ok", "ok")
 
 
 async def test_metrics_are_prometheus_text(client: httpx.AsyncClient) -> None:

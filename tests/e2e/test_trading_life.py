@@ -3,92 +3,24 @@ client over HTTP and both WebSocket subprotocols, and every subscription watchin
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from gql import Client, GraphQLRequest
-from gql.transport.httpx import HTTPXAsyncTransport
 from gql.transport.websockets import WebsocketsTransport
 from redis.asyncio import Redis
 
 from app.kit.redis import Keys, create_redis
 from app.services import Services
 from tests.support.factories import create_admin, login
+from tests.support.live import Api, Watch, subscribed
 from tests.support.processes import Platform
 
 pytestmark = pytest.mark.e2e
 
 D = Decimal
 PASSWORD = "correct horse battery"
-
-
-class Api:
-    """One caller of the real API over HTTP."""
-
-    def __init__(self, platform: Platform, token: str | None = None) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.transport = HTTPXAsyncTransport(url=f"{platform.url}/graphql", headers=headers)
-        self.token = token
-
-    async def __call__(self, query: str, **variables: Any) -> dict[str, Any]:
-        async with Client(transport=self.transport) as session:
-            result: dict[str, Any] = await session.execute(
-                GraphQLRequest(query, variable_values=variables)
-            )
-            return result
-
-
-class Watch:
-    """A subscription running in the background, collecting what it is sent."""
-
-    def __init__(self, platform: Platform, query: str, token: str | None, protocol: str) -> None:
-        self.items: list[dict[str, Any]] = []
-        self._query, self._token, self._protocol = query, token, protocol
-        self._url = platform.url.replace("http://", "ws://") + "/graphql"
-        self._task: asyncio.Task[None] | None = None
-
-    async def _run(self) -> None:
-        transport = WebsocketsTransport(
-            url=self._url,
-            subprotocols=[self._protocol],
-            init_payload={"Authorization": f"Bearer {self._token}"} if self._token else {},
-        )
-        async with Client(transport=transport) as session:
-            async for item in session.subscribe(GraphQLRequest(self._query)):
-                self.items.append(item)
-
-    def start(self) -> Watch:
-        self._task = asyncio.create_task(self._run())
-        return self
-
-    async def stop(self) -> None:
-        assert self._task is not None
-        if self._task.done():
-            self._task.result()  # raise what it raised
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
-
-    async def wait_for(self, count: int, seconds: float = 10.0) -> list[dict[str, Any]]:
-        async with asyncio.timeout(seconds):
-            while True:
-                if self._task is not None and self._task.done():
-                    self._task.result()
-                if len(self.items) >= count:
-                    return self.items
-                await asyncio.sleep(0.02)
-
-
-async def subscribed(redis: Redis, channel: str, watch: Watch, seconds: float = 10.0) -> None:
-    """Wait until the API listens on ``channel`` for ``watch`` (its subscription is live)."""
-    async with asyncio.timeout(seconds):
-        while not (await redis.pubsub_numsub(channel))[0][1]:
-            await watch.wait_for(0)  # raises what the subscription raised, if it failed
-            await asyncio.sleep(0.02)
 
 
 @pytest.fixture
