@@ -139,17 +139,25 @@ async def bench(args: argparse.Namespace, settings: Settings) -> None:
         await redis.aclose()
     ms = 1000.0
     print()
-    print(f"worker benchmark — {time.strftime('%Y-%m-%d')}, {host.node()}, "
-          f"{os.cpu_count()} cores, Python {host.python_version()}")
-    print(f"| measure | value |")
-    print(f"|---|---|")
+    print(
+        f"worker benchmark — {time.strftime('%Y-%m-%d')}, {host.node()}, "
+        f"{os.cpu_count()} cores, Python {host.python_version()}"
+    )
+    print("| measure | value |")
+    print("|---|---|")
     print(f"| throughput, {args.submitters} concurrent submitters | {rate:,.0f} commands/s |")
-    print(f"| submit→reply at full load, p50 / p99 | "
-          f"{percentile(latencies, 0.5) * ms:.2f} / {percentile(latencies, 0.99) * ms:.2f} ms |")
-    print(f"| submit→reply at {args.rate:,.0f} commands/s offered, p50 / p99 | "
-          f"{percentile(fixed, 0.5) * ms:.2f} / {percentile(fixed, 0.99) * ms:.2f} ms |")
-    print(f"| commands at the offered rate | {len(fixed):,} "
-          f"(mean {statistics.fmean(fixed) * ms:.2f} ms) |")
+    print(
+        f"| submit→reply at full load, p50 / p99 | "
+        f"{percentile(latencies, 0.5) * ms:.2f} / {percentile(latencies, 0.99) * ms:.2f} ms |"
+    )
+    print(
+        f"| submit→reply at {args.rate:,.0f} commands/s offered, p50 / p99 | "
+        f"{percentile(fixed, 0.5) * ms:.2f} / {percentile(fixed, 0.99) * ms:.2f} ms |"
+    )
+    print(
+        f"| commands at the offered rate | {len(fixed):,} "
+        f"(mean {statistics.fmean(fixed) * ms:.2f} ms) |"
+    )
 
 
 def main() -> None:

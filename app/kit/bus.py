@@ -67,6 +67,10 @@ class CommandBus:
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._start_lock = asyncio.Lock()
+        # Commands submitted in the same event-loop turn go to Redis in one pipeline.
+        self._outbox: list[tuple[dict[str, str], asyncio.Future[None]]] = []
+        self._flush_scheduled = False
+        self._flushes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         async with self._start_lock:
@@ -98,14 +102,13 @@ class CommandBus:
         self._waiting[command_id].append(future)
         started = time.perf_counter()
         try:
-            await self._redis.xadd(
-                self._keys.command_stream(),
+            await self._send(
                 {
                     "id": command_id,
                     "kind": kind,
                     "reply_to": self.reply_channel,
                     "payload": json.dumps(payload, separators=(",", ":")),
-                },
+                }
             )
             reply = await asyncio.wait_for(future, timeout)
         except TimeoutError:
@@ -119,6 +122,36 @@ class CommandBus:
                     del self._waiting[command_id]
         COMMAND_REPLY_SECONDS.labels(kind).observe(time.perf_counter() - started)
         return reply
+
+    async def _send(self, fields: dict[str, str]) -> None:
+        """XADD ``fields``, batched with whatever else is submitted in this loop turn."""
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.append((fields, sent))
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            asyncio.get_running_loop().call_soon(self._start_flush)
+        await sent
+
+    def _start_flush(self) -> None:
+        task = asyncio.get_running_loop().create_task(self._flush())
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self) -> None:
+        batch, self._outbox, self._flush_scheduled = self._outbox, [], False
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for fields, _ in batch:
+                    pipe.xadd(self._keys.command_stream(), fields)  # type: ignore[arg-type]
+                await pipe.execute()
+        except Exception as exc:
+            for _, sent in batch:
+                if not sent.done():
+                    sent.set_exception(exc)
+            return
+        for _, sent in batch:
+            if not sent.done():
+                sent.set_result(None)
 
     async def _listen(self) -> None:
         """Resolve futures from the reply channel; resubscribe if Redis goes away."""

@@ -35,7 +35,7 @@ def process_env(settings: Settings) -> dict[str, str]:
         TRADEGRAPH_ENV=settings.env.value,
         TRADEGRAPH_REDIS_PREFIX=settings.redis_prefix,
         TRADEGRAPH_JWT_SECRET=settings.jwt_secret,
-        TRADEGRAPH_LOG_LEVEL="WARNING",
+        TRADEGRAPH_LOG_LEVEL=os.environ.get("TRADEGRAPH_TEST_PROCESS_LOG_LEVEL", "WARNING"),
         TRADEGRAPH_WORKER_METRICS_PORT=str(settings.worker_metrics_port),
         TRADEGRAPH_MAX_OPEN_ORDERS_PER_USER=str(settings.max_open_orders_per_user),
     )

@@ -1,0 +1,110 @@
+"""TradeGraph's matching engine: a pure, deterministic core (no I/O, no asyncio).
+
+Drive it with commands and store the events it returns::
+
+    engine = Engine(markets, fee_account_id=FEE_ACCOUNT)
+    events = engine.process(PlaceOrder(user_id, "BTC-USDT", Side.BUY, OrderType.LIMIT, ...))
+
+Amounts and prices are ``int`` units of 1e-8 (``to_units``/``from_units`` at the edges).
+"""
+
+from engine.accounts import Balance
+from engine.commands import (
+    AmendOrder,
+    CancelAllOrders,
+    CancelOrder,
+    Command,
+    Deposit,
+    HaltMarket,
+    PlaceOrder,
+    ResumeMarket,
+    SetFeeTier,
+    Withdraw,
+)
+from engine.engine import MAX_CLIENT_ORDER_ID_LENGTH, Engine
+from engine.enums import (
+    BalanceReason,
+    CancelReason,
+    MarketStatus,
+    OrderStatus,
+    OrderType,
+    RejectCode,
+    RiskEventType,
+    RiskSeverity,
+    Side,
+    TimeInForce,
+)
+from engine.events import (
+    BalanceChanged,
+    BookLevelChanged,
+    CommandRejected,
+    Event,
+    FeeTierChanged,
+    MarketHalted,
+    MarketResumed,
+    OrderAccepted,
+    OrderAmended,
+    OrderCancelled,
+    OrderDuplicate,
+    OrderRejected,
+    OrderUpdated,
+    RiskEventRaised,
+    TradeExecuted,
+)
+from engine.market import DEFAULT_FEE_TIERS, DEFAULT_TIER, FeeRates, MarketSpec
+from engine.snapshot import BalanceState, EngineSnapshot, RestingOrderState
+from engine.units import PPM, SCALE, fee_for, from_units, notional, to_units
+
+__all__ = [
+    "DEFAULT_FEE_TIERS",
+    "DEFAULT_TIER",
+    "MAX_CLIENT_ORDER_ID_LENGTH",
+    "PPM",
+    "SCALE",
+    "AmendOrder",
+    "Balance",
+    "BalanceChanged",
+    "BalanceReason",
+    "BalanceState",
+    "BookLevelChanged",
+    "CancelAllOrders",
+    "CancelOrder",
+    "CancelReason",
+    "Command",
+    "CommandRejected",
+    "Deposit",
+    "Engine",
+    "EngineSnapshot",
+    "Event",
+    "FeeRates",
+    "FeeTierChanged",
+    "HaltMarket",
+    "MarketHalted",
+    "MarketResumed",
+    "MarketSpec",
+    "MarketStatus",
+    "OrderAccepted",
+    "OrderAmended",
+    "OrderCancelled",
+    "OrderDuplicate",
+    "OrderRejected",
+    "OrderStatus",
+    "OrderType",
+    "OrderUpdated",
+    "PlaceOrder",
+    "RejectCode",
+    "RestingOrderState",
+    "ResumeMarket",
+    "RiskEventRaised",
+    "RiskEventType",
+    "RiskSeverity",
+    "SetFeeTier",
+    "Side",
+    "TimeInForce",
+    "TradeExecuted",
+    "Withdraw",
+    "fee_for",
+    "from_units",
+    "notional",
+    "to_units",
+]

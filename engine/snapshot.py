@@ -1,0 +1,73 @@
+"""The engine's state as plain data, so the worker can rebuild it from PostgreSQL rows.
+
+``Engine.snapshot()`` produces an ``EngineSnapshot``; ``Engine.restore(snapshot)`` rebuilds an
+engine that behaves exactly like the one the snapshot was taken from. The worker builds one
+from its tables instead:
+
+- ``orders``: every open order (status PENDING or PARTIAL) as a ``RestingOrderState``. The
+  queue within a price level follows ``priority``; store the ``priority`` of OrderAccepted /
+  OrderAmended with the order (it is the order id unless an amend moved the order back).
+- ``balances``: the ``balances`` rows.
+- ``client_order_ids``: ``(user_id, client_order_id) -> order id`` for every stored order that
+  has one, so a repeated place stays idempotent after a restart.
+- ``next_order_id``: greater than every order id and every priority ever handed out
+  (``max(max(orders.id), max(orders.priority)) + 1``); ``next_trade_id``: ``max(trades.id) + 1``.
+- ``book_sequences``: the last BookLevelChanged sequence per symbol.
+"""
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from engine.enums import Side
+from engine.market import DEFAULT_FEE_TIERS, FeeRates, MarketSpec
+from engine.units import notional
+
+
+@dataclass(frozen=True, slots=True)
+class RestingOrderState:
+    """An open limit order. ``filled_quantity`` < ``quantity``; it is always GTC."""
+
+    order_id: int
+    user_id: int
+    symbol: str
+    side: Side
+    price: int
+    quantity: int
+    filled_quantity: int
+    priority: int
+    post_only: bool = False
+    client_order_id: str | None = None
+
+    @property
+    def remaining(self) -> int:
+        return self.quantity - self.filled_quantity
+
+    @property
+    def reserved(self) -> int:
+        """What the order holds locked: quote for a BUY, base for a SELL."""
+        if self.side is Side.BUY:
+            return notional(self.price, self.remaining)
+        return self.remaining
+
+
+@dataclass(frozen=True, slots=True)
+class BalanceState:
+    user_id: int
+    asset: str
+    available: int
+    locked: int
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSnapshot:
+    markets: Sequence[MarketSpec]
+    fee_account_id: int
+    balances: Sequence[BalanceState] = ()
+    orders: Sequence[RestingOrderState] = ()
+    fee_tiers: Mapping[int, FeeRates] = field(default_factory=lambda: dict(DEFAULT_FEE_TIERS))
+    user_fee_tiers: Mapping[int, int] = field(default_factory=dict)
+    client_order_ids: Mapping[tuple[int, str], int] = field(default_factory=dict)
+    next_order_id: int = 1
+    next_trade_id: int = 1
+    book_sequences: Mapping[str, int] = field(default_factory=dict)
+    max_open_orders_per_user: int | None = None

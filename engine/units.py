@@ -1,0 +1,50 @@
+"""Integer amounts: every asset amount and price is an ``int`` in units of 1e-8.
+
+``Decimal`` lives only at the edges (the API and the database); the engine computes with
+integers so that nothing is ever rounded by accident. See docs/adr/0001-engine-integer-amounts.md.
+"""
+
+from decimal import Decimal, InvalidOperation
+
+SCALE = 10**8
+"""Units per whole coin: amounts are stored like PostgreSQL ``DECIMAL(20, 8)``."""
+
+DECIMALS = 8
+_QUANTUM = Decimal(1).scaleb(-DECIMALS)
+PPM = 1_000_000
+"""Fee rates are parts per million: 0.100 % is 1000."""
+
+
+def to_units(value: Decimal | str | int) -> int:
+    """Convert a decimal amount to integer units, refusing anything that is not exact.
+
+    Raises ``ValueError`` for NaN, infinities and amounts with more than 8 decimals;
+    nothing is ever rounded.
+    """
+    if isinstance(value, bool) or not isinstance(value, Decimal | str | int):
+        raise ValueError(f"not a decimal amount: {value!r}")
+    try:
+        amount = Decimal(value)
+    except InvalidOperation:
+        raise ValueError(f"not a decimal amount: {value!r}") from None
+    if not amount.is_finite():
+        raise ValueError(f"not a finite amount: {value!r}")
+    scaled = amount.scaleb(DECIMALS)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"more than {DECIMALS} decimals: {value!r}")
+    return int(scaled)
+
+
+def from_units(units: int) -> Decimal:
+    """Convert integer units back to a ``Decimal`` with exactly 8 decimals."""
+    return Decimal(units).scaleb(-DECIMALS).quantize(_QUANTUM)
+
+
+def notional(price: int, quantity: int) -> int:
+    """Quote value of ``quantity`` base units at ``price``; exact on a valid market grid."""
+    return price * quantity // SCALE
+
+
+def fee_for(received: int, rate_ppm: int) -> int:
+    """Fee on ``received`` units at ``rate_ppm``, rounded up to the next unit (1e-8)."""
+    return -(-received * rate_ppm // PPM)

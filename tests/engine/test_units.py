@@ -1,0 +1,52 @@
+from decimal import Decimal
+
+import pytest
+
+from engine import SCALE, FeeRates, MarketSpec, fee_for, from_units, notional, to_units
+
+
+def test_to_units_is_exact() -> None:
+    assert to_units(Decimal("1.23456789")) == 123_456_789
+    assert to_units("50000") == 50_000 * SCALE
+    assert to_units(3) == 3 * SCALE
+    assert to_units(Decimal("0.00000001")) == 1
+    assert to_units(Decimal("-2.5")) == -250_000_000
+
+
+@pytest.mark.parametrize("bad", ["0.000000001", "1.123456789", "NaN", "Infinity", "abc", 1.5, True])
+def test_to_units_refuses_what_it_would_have_to_round(bad: object) -> None:
+    with pytest.raises(ValueError):
+        to_units(bad)  # type: ignore[arg-type]
+
+
+def test_from_units_has_eight_decimals() -> None:
+    assert str(from_units(123_456_789)) == "1.23456789"
+    assert str(from_units(5 * SCALE)) == "5.00000000"
+    assert from_units(-5) == Decimal("-0.00000005")
+    assert to_units(from_units(987_654_321_012)) == 987_654_321_012
+
+
+def test_notional_and_fee_rounding() -> None:
+    assert notional(to_units("50000.01"), to_units("0.00001")) == to_units("0.5000001")
+    assert fee_for(1_000_000, 1500) == 1500
+    assert fee_for(1, 1000) == 1  # 0.001 of a unit rounds up to one unit
+    assert fee_for(666_667, 1500) == 1001  # 1000.0005 rounds up
+    assert fee_for(0, 1500) == 0
+
+
+def test_market_grid_must_make_notionals_exact() -> None:
+    with pytest.raises(ValueError, match="multiple of 1e8"):
+        MarketSpec("BTC-USDT", "BTC", "USDT", tick_size=1_000, lot_size=1_000)
+    with pytest.raises(ValueError, match="BASE-QUOTE"):
+        MarketSpec("BTCUSDT", "BTC", "USDT", tick_size=SCALE, lot_size=SCALE)
+    with pytest.raises(ValueError, match="positive"):
+        MarketSpec("BTC-USDT", "BTC", "USDT", tick_size=0, lot_size=SCALE)
+    with pytest.raises(ValueError, match="min_notional"):
+        MarketSpec("BTC-USDT", "BTC", "USDT", SCALE, SCALE, min_notional=-1)
+
+
+def test_fee_rates_are_below_one_hundred_percent() -> None:
+    with pytest.raises(ValueError):
+        FeeRates(1000, 1_000_000)
+    with pytest.raises(ValueError):
+        FeeRates(-1, 1000)
