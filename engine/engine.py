@@ -55,7 +55,7 @@ from engine.events import (
 )
 from engine.market import DEFAULT_FEE_TIERS, DEFAULT_TIER, FeeRates, MarketSpec
 from engine.snapshot import BalanceState, EngineSnapshot, RestingOrderState
-from engine.units import PPM, SCALE
+from engine.units import PPM, SCALE, show
 
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
@@ -95,7 +95,9 @@ def _on_grid(value: object, step: int, field: str) -> int:
     if type(value) is not int or value <= 0:
         raise _Rejected(RejectCode.INVALID_INPUT, f"{field} must be positive", field)
     if value % step:
-        raise _Rejected(RejectCode.INVALID_INPUT, f"{field} is not a multiple of {step}", field)
+        raise _Rejected(
+            RejectCode.INVALID_INPUT, f"{field} is not a multiple of {show(step)}", field
+        )
     return value
 
 
@@ -135,7 +137,7 @@ def _checked_place(
         if price * quantity // SCALE < book.min_notional:
             raise _Rejected(
                 RejectCode.INVALID_INPUT,
-                f"order value is below the minimum notional {book.min_notional}",
+                f"order value is below the minimum notional {show(book.min_notional)}",
                 "quantity",
             )
         if post_only and tif is not GTC:
@@ -817,13 +819,13 @@ class Engine:
         if quantity <= order.filled:
             raise _Rejected(
                 RejectCode.INVALID_INPUT,
-                f"quantity must exceed the filled quantity {order.filled}",
+                f"quantity must exceed the filled quantity {show(order.filled)}",
                 "quantity",
             )
         if price * quantity // SCALE < book.min_notional:
             raise _Rejected(
                 RejectCode.INVALID_INPUT,
-                f"order value is below the minimum notional {book.min_notional}",
+                f"order value is below the minimum notional {show(book.min_notional)}",
                 "quantity",
             )
         remaining = quantity - order.filled

@@ -48,3 +48,8 @@ def notional(price: int, quantity: int) -> int:
 def fee_for(received: int, rate_ppm: int) -> int:
     """Fee on ``received`` units at ``rate_ppm``, rounded up to the next unit (1e-8)."""
     return -(-received * rate_ppm // PPM)
+
+
+def show(units: int) -> str:
+    """Integer units as a plain decimal string for messages (``5``, ``0.0001``)."""
+    return format(from_units(units).normalize(), "f")
