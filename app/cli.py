@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 
 from app.config import Settings, get_settings
@@ -26,6 +28,19 @@ def _child_env(settings: Settings) -> dict[str, str]:
     env["DATABASE_URL"] = settings.database_url
     env["REDIS_URL"] = settings.redis_url
     return env
+
+
+def _endpoints_file(settings: Settings) -> Path:
+    """Where `tradegraph run` tells other commands (deposit, withdraw) which servers it uses."""
+    return settings.data_dir / "endpoints.json"
+
+
+def _with_running_endpoints(settings: Settings) -> Settings:
+    """``settings``, with the URLs of a running `tradegraph run` filled in if unset."""
+    path = _endpoints_file(settings)
+    if settings.redis_url or not path.exists():
+        return settings
+    return settings.model_copy(update=json.loads(path.read_text()))
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -44,6 +59,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         migrations.upgrade(settings.database_url)
         log.info("migrations applied")
         env = _child_env(settings)
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _endpoints_file(settings).write_text(
+            json.dumps({"database_url": settings.database_url, "redis_url": settings.redis_url})
+        )
         cli = [sys.executable, "-m", "app.cli"]
         worker_cmd = [*cli, "worker"]
         children.append(subprocess.Popen(worker_cmd, env=env))
@@ -77,6 +96,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
+        _endpoints_file(settings).unlink(missing_ok=True)
         embedded.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -112,7 +132,7 @@ def cmd_funds(args: argparse.Namespace) -> int:
     from app.kit.bus import CommandBus, CommandTimeout
     from app.kit.redis import Keys, create_redis
 
-    settings = get_settings()
+    settings = _with_running_endpoints(get_settings())
     if not settings.redis_url:
         print("error: REDIS_URL is not set (is `tradegraph run` up?)", file=sys.stderr)
         return 2
@@ -147,7 +167,7 @@ def cmd_funds(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    settings, embedded = resolve_services(get_settings())
+    settings, embedded = resolve_services(_with_running_endpoints(get_settings()))
     try:
         assert settings.database_url
         if args.revision.startswith("-") or args.downgrade:
@@ -164,7 +184,7 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     from app.accounts.service import AccountError, create_admin
     from app.kit.db import create_engine, create_sessionmaker
 
-    settings, embedded = resolve_services(get_settings())
+    settings, embedded = resolve_services(_with_running_endpoints(get_settings()))
 
     async def go() -> int:
         assert settings.database_url

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import subprocess
+import sys
 from decimal import Decimal
 
 import asyncpg
@@ -14,7 +17,7 @@ from app.config import Settings
 from app.kit.bus import CommandBus
 from app.kit.redis import Keys
 from tests.support.exchange import balance, cached_levels, check_invariants, deposit, place
-from tests.support.processes import Platform
+from tests.support.processes import Platform, process_env
 from tests.workers.conftest import NewTrader
 
 pytestmark = pytest.mark.e2e
@@ -196,3 +199,52 @@ async def test_worker_exposes_metrics_and_heartbeat(
     assert "tradegraph_worker_commit_seconds_bucket" in text
     heartbeat = json.loads(await redis.get(Keys(settings.redis_prefix).worker_heartbeat()) or "{}")
     assert heartbeat["pid"] == platform.procs["worker"].pid
+
+
+async def test_the_operator_cli_deposits_through_the_bus(
+    trader: NewTrader, db: asyncpg.Connection, settings: Settings, platform: Platform
+) -> None:
+    user = await trader()
+    env = process_env(settings)
+    args = [sys.executable, "-m", "app.cli", "deposit", "--user", str(user), "--asset", "usdt"]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [*args, "--amount", "12.5", "--command-id", f"cli-{user}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"user {user} USDT: available 12.5, locked 0"
+    again = await asyncio.to_thread(
+        subprocess.run,
+        [*args, "--amount", "12.5", "--command-id", f"cli-{user}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 0 and again.stdout == done.stdout  # same id: applied once
+    refused = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "withdraw",
+            "--user",
+            str(user),
+            "--asset",
+            "USDT",
+            "--amount",
+            "100",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert "INSUFFICIENT_BALANCE" in refused.stderr
+    assert await balance(db, user, "USDT") == (D("12.5"), D("0"))
