@@ -19,7 +19,8 @@ from app.accounts.models import User
 from app.accounts.passwords import hash_password, verify_password
 from app.accounts.sessions import SessionStore, Viewer, permissions_for
 from app.kit.auth import InvalidToken, decode_access_token, issue_access_token
-from app.kit.bus import CommandBus, CommandTimeout
+from app.kit.bus import CommandBus
+from app.kit.commands import dispatch
 from app.kit.errors import Problem, Refused
 from app.kit.pagination import Page, PageRequest
 
@@ -216,19 +217,16 @@ class AccountService:
                 _problem(AccountErrorCode.NOT_FOUND, f"no user with id {user_id}", "userId")
             )
         # The matching worker charges fees, so it must learn the tier: it writes the row too.
-        try:
-            reply = await self._bus.submit(
-                "set_fee_tier",
-                {"user_id": user_id, "tier": tier},
-                timeout=self._command_timeout,
-            )
-        except CommandTimeout:
+        reply = await dispatch(
+            self._bus,
+            "set_fee_tier",
+            {"user_id": user_id, "tier": tier},
+            timeout=self._command_timeout,
+        )
+        if isinstance(reply, Problem):
+            code = AccountErrorCode(reply.code) if reply.code == "TIMEOUT" else None
             raise AccountError(
-                _problem(AccountErrorCode.TIMEOUT, "the matching engine did not answer in time")
-            ) from None
-        if not reply["ok"]:
-            raise AccountError(
-                _problem(AccountErrorCode.INVALID_INPUT, reply["error"]["message"], "tier")
+                _problem(code or AccountErrorCode.INVALID_INPUT, reply.message, "tier")
             )
         refreshed = await self.get(user_id)
         assert refreshed is not None

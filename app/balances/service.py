@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.accounts.models import Balance
 from app.balances import repository
-from app.kit.bus import CommandBus, CommandTimeout
+from app.kit.bus import CommandBus
+from app.kit.commands import dispatch
 from app.kit.errors import Problem
 from app.orders import errors
 
@@ -62,19 +63,11 @@ class BalanceService:
         if problems:
             return FundsOutcome(problems=problems)
         payload = {"user_id": user_id, "asset": asset, "amount": format(amount, "f")}
-        try:
-            reply = await self._bus.submit(
-                kind, payload, command_id=command_id, timeout=self._timeout
-            )
-        except CommandTimeout:
-            return FundsOutcome(
-                problems=[Problem(errors.TIMEOUT, "the matching engine did not answer in time")]
-            )
-        if not reply["ok"]:
-            error = reply["error"]
-            code = errors.FROM_WORKER.get(error["code"], errors.INVALID_INPUT)
-            field_name = "userId" if error.get("field") == "user_id" else error.get("field")
-            return FundsOutcome(problems=[Problem(code, error["message"], field_name)])
+        reply = await dispatch(
+            self._bus, kind, payload, command_id=command_id, timeout=self._timeout
+        )
+        if isinstance(reply, Problem):
+            return FundsOutcome(problems=[reply])
         async with self._sessions() as session:
             rows = await repository.list_balances(session, user_id)
         return FundsOutcome(balance=next(b for b in rows if b.asset == asset))

@@ -10,7 +10,8 @@ from decimal import Decimal
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.kit.bus import CommandBus, CommandTimeout
+from app.kit.bus import CommandBus
+from app.kit.commands import dispatch
 from app.kit.errors import Problem
 from app.kit.redis import Keys
 from app.markets import repository
@@ -71,18 +72,8 @@ class MarketService:
                 {"symbol": symbol.upper()},
             )
         )
-        try:
-            reply = await self._bus.submit(kind, payload, timeout=self._timeout)
-        except CommandTimeout:
-            return [Problem(errors.TIMEOUT, "the matching engine did not answer in time")]
-        if not reply["ok"]:
-            error = reply["error"]
-            return [
-                Problem(
-                    errors.FROM_WORKER.get(error["code"], errors.INVALID_INPUT), error["message"]
-                )
-            ]
-        return []
+        reply = await dispatch(self._bus, kind, payload, timeout=self._timeout)
+        return [reply] if isinstance(reply, Problem) else []
 
     async def order_book(self, symbol: str, depth: int) -> BookSnapshot:
         """Read the worker's book cache: both sides and the sequence in one MULTI."""

@@ -14,7 +14,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.kit.bus import CommandBus, CommandTimeout
+from app.kit.bus import CommandBus
+from app.kit.commands import dispatch
 from app.kit.errors import Problem
 from app.kit.pagination import Page, PageRequest
 from app.markets.models import Market
@@ -54,13 +55,6 @@ class Outcome:
     fills: Sequence[Trade] = ()
     cancelled_count: int = 0
     problems: list[Problem] = field(default_factory=list)
-
-
-def _camel(name: str | None) -> str | None:
-    if name is None:
-        return None
-    head, *rest = name.split("_")
-    return head + "".join(part.title() for part in rest)
 
 
 def _plain(value: Decimal) -> str:
@@ -142,24 +136,6 @@ class TradingService:
         self._markets = markets
         self._timeout = timeout
 
-    async def _submit(self, kind: str, payload: dict[str, Any]) -> dict[str, Any] | Problem:
-        try:
-            reply = await self._bus.submit(kind, payload, timeout=self._timeout)
-        except CommandTimeout:
-            return Problem(
-                errors.TIMEOUT,
-                "the matching engine did not answer in time; retrying with the same "
-                "clientOrderId is safe",
-            )
-        if not reply["ok"]:
-            error = reply["error"]
-            return Problem(
-                errors.FROM_WORKER.get(error["code"], errors.INVALID_INPUT),
-                error["message"],
-                _camel(error.get("field")),
-            )
-        return reply
-
     async def _outcome(self, reply: dict[str, Any]) -> Outcome:
         async with self._sessions() as session:
             order = await session.get(Order, reply["order_id"]) if reply["order_id"] else None
@@ -191,7 +167,7 @@ class TradingService:
         }
         # A retry after a timeout is safe when it names the same clientOrderId: the engine
         # answers a repeated one with the original order.
-        reply = await self._submit("place", payload)
+        reply = await dispatch(self._bus, "place", payload, timeout=self._timeout)
         if isinstance(reply, Problem):
             return Outcome(problems=[reply])
         return await self._outcome(reply)
@@ -212,7 +188,8 @@ class TradingService:
             _check_amount(request.price, market.tick_size, "price", "price", problems)
         if problems:
             return Outcome(problems=problems)
-        reply = await self._submit(
+        reply = await dispatch(
+            self._bus,
             "amend",
             {
                 "user_id": user_id,
@@ -220,6 +197,7 @@ class TradingService:
                 "quantity": _plain(request.quantity) if request.quantity is not None else None,
                 "price": _plain(request.price) if request.price is not None else None,
             },
+            timeout=self._timeout,
         )
         if isinstance(reply, Problem):
             return Outcome(problems=[reply])
@@ -233,7 +211,7 @@ class TradingService:
                 problems=[Problem(errors.INVALID_INPUT, "give either id or clientOrderId", "id")]
             )
         payload = {"user_id": user_id, "order_id": order_id, "client_order_id": client_order_id}
-        reply = await self._submit("cancel", payload)
+        reply = await dispatch(self._bus, "cancel", payload, timeout=self._timeout)
         if isinstance(reply, Problem):
             if reply.code == errors.NOT_FOUND:
                 field = "id" if order_id is not None else "clientOrderId"
@@ -244,8 +222,11 @@ class TradingService:
     async def cancel_all(self, user_id: int, symbol: str | None) -> Outcome:
         if symbol is not None and await self._markets.get(symbol) is None:
             return Outcome(problems=[Problem(errors.INVALID_INPUT, "no such market", "symbol")])
-        reply = await self._submit(
-            "cancel_all", {"user_id": user_id, "symbol": symbol.upper() if symbol else None}
+        reply = await dispatch(
+            self._bus,
+            "cancel_all",
+            {"user_id": user_id, "symbol": symbol.upper() if symbol else None},
+            timeout=self._timeout,
         )
         if isinstance(reply, Problem):
             return Outcome(problems=[reply])

@@ -1,0 +1,62 @@
+"""One command to the matching worker, its answer as data: the reply, or a Problem.
+
+Every service that asks the worker for something (trading, funds, halts, fee tiers) goes
+through :func:`dispatch`, so a timeout and a refusal read the same everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.kit.bus import CommandBus, CommandTimeout
+from app.kit.errors import Problem
+
+TIMEOUT = "TIMEOUT"
+INVALID_INPUT = "INVALID_INPUT"
+
+# The engine's and worker's codes, as the API reports them.
+WORKER_CODES = {
+    "INVALID_INPUT": INVALID_INPUT,
+    "INSUFFICIENT_BALANCE": "INSUFFICIENT_BALANCE",
+    "MARKET_HALTED": "MARKET_HALTED",
+    "RISK_REJECTED": "RISK_REJECTED",
+    "POST_ONLY_WOULD_TAKE": "POST_ONLY_WOULD_TAKE",
+    "NOT_FOUND": "NOT_FOUND",
+    "ORDER_NOT_OPEN": "ORDER_NOT_OPEN",
+    "UNKNOWN_SYMBOL": INVALID_INPUT,
+    "INTERNAL": "RISK_REJECTED",
+}
+
+
+def camel(name: str | None) -> str | None:
+    """The worker's snake_case field name as the API's camelCase input name."""
+    if name is None:
+        return None
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)
+
+
+async def dispatch(
+    bus: CommandBus,
+    kind: str,
+    payload: dict[str, Any],
+    *,
+    timeout: float,  # noqa: ASYNC109 - the caller's deadline for the reply
+    command_id: str | None = None,
+) -> dict[str, Any] | Problem:
+    try:
+        reply = await bus.submit(kind, payload, command_id=command_id, timeout=timeout)
+    except CommandTimeout:
+        return Problem(
+            TIMEOUT,
+            "the matching engine did not answer in time; a retry with the same "
+            "clientOrderId or idempotency key is safe",
+        )
+    if not reply["ok"]:
+        error = reply["error"]
+        return Problem(
+            WORKER_CODES.get(error["code"], INVALID_INPUT),
+            error["message"],
+            camel(error.get("field")),
+        )
+    return reply
