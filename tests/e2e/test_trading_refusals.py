@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from gql.transport.exceptions import TransportQueryError
 from gql.transport.websockets import WebsocketsTransport
 from redis.asyncio import Redis
 
@@ -170,3 +171,22 @@ async def test_book_subscription_resyncs_after_its_redis_connection_is_killed(
     finally:
         await book.stop()
         await bus.submit("cancel_all", {"user_id": user.id})
+
+
+@pytest.mark.parametrize("who", ["trader", "anonymous"])
+async def test_risk_alerts_refuse_anyone_but_an_admin(
+    platform: Platform, services: Services, who: str
+) -> None:
+    token = await login(services, await create_user(services)) if who == "trader" else None
+    alerts = Watch(
+        platform,
+        "subscription { riskAlerts { id } }",
+        token,
+        WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL,
+    ).start()
+    with pytest.raises(TransportQueryError) as refused:
+        await alerts.wait_for(1)
+    expected = "FORBIDDEN" if who == "trader" else "UNAUTHENTICATED"
+    assert refused.value.errors is not None
+    assert [e["extensions"]["code"] for e in refused.value.errors] == [expected]
+    await alerts.stop_quietly()

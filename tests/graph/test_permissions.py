@@ -7,10 +7,12 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from starlette.applications import Starlette
 
-from app.accounts.models import User
+from app.accounts.models import Balance, User
 from app.accounts.sessions import ADMIN, TRADE, Viewer
+from app.markets.models import Market
 from app.risk.models import RiskEvent
 from app.services import Services
 from graph.permissions import IsAdminOrSelf
@@ -31,6 +33,24 @@ ADMIN_OPERATIONS = [
         "resolveRiskEvent",
         "mutation($r: ID!) { resolveRiskEvent(id: $r) { riskEvent { id } } __typename }",
     ),
+    (
+        "deposit",
+        'mutation($u: ID!) { deposit(userId: $u, asset: "USDT", amount: "1") '
+        "{ balance { asset } } __typename }",
+    ),
+    (
+        "withdraw",
+        'mutation($u: ID!) { withdraw(userId: $u, asset: "USDT", amount: "1") '
+        "{ balance { asset } } __typename }",
+    ),
+    (
+        "haltMarket",
+        'mutation { haltMarket(symbol: "ETH-USDT", reason: "x") { market { status } } __typename }',
+    ),
+    (
+        "resumeMarket",
+        'mutation { resumeMarket(symbol: "ETH-USDT") { market { status } } __typename }',
+    ),
 ]
 
 
@@ -38,8 +58,17 @@ async def state(services: Services, user_id: int, event_id: int) -> tuple[Any, .
     async with services.sessions() as session:
         user = await session.get(User, user_id)
         risk = await session.get(RiskEvent, event_id)
-    assert user is not None and risk is not None
-    return user.kyc_status, user.fee_tier, user.fee_tier_override, risk.resolved
+        market = await session.get(Market, "ETH-USDT")
+        balances = (await session.execute(select(Balance).where(Balance.user_id == user_id))).all()
+    assert user is not None and risk is not None and market is not None
+    return (
+        user.kyc_status,
+        user.fee_tier,
+        user.fee_tier_override,
+        risk.resolved,
+        market.status,
+        len(balances),
+    )
 
 
 @pytest.mark.parametrize("caller", ["trader", "anonymous"])

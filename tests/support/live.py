@@ -61,6 +61,13 @@ class Watch:
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
 
+    async def stop_quietly(self) -> None:
+        """Stop a subscription that has already failed (its error was checked)."""
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._task
+
     async def wait_for(self, count: int, seconds: float = 10.0) -> list[dict[str, Any]]:
         async with asyncio.timeout(seconds):
             while True:
