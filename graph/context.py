@@ -122,6 +122,10 @@ class Context:
             raise authentication.error
         return authentication.viewer
 
+    async def session_still_live(self) -> bool:
+        """Check the session again, now (a running subscription asks before each message)."""
+        return (await self._check_credentials()).viewer is not None
+
     async def caller(self) -> Caller:
         viewer = await self.viewer()
         return Caller(user_id=viewer.user_id if viewer else None, ip=self.client_ip)

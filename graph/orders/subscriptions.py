@@ -25,6 +25,12 @@ async def _user_id(info: Info) -> int:
     return viewer.user_id
 
 
+async def _still_signed_in(info: Info) -> None:
+    """A logout (or a newer login) ends a running subscription at its next message."""
+    if not await info.context.session_still_live():
+        raise unauthenticated("your session has ended")
+
+
 def _fill(message: dict[str, object]) -> Fill:
     side = str(message["side"])
     buyer = side == "BUY"
@@ -56,9 +62,11 @@ class OrderSubscriptions:
             async for event in sub:
                 if event.message in (GAP, OVERFLOW):
                     continue
-                for message in json.loads(event.message)["events"]:
-                    if message["type"] == "fill":
-                        yield _fill(message)
+                fills = [m for m in json.loads(event.message)["events"] if m["type"] == "fill"]
+                if fills:
+                    await _still_signed_in(info)
+                for message in fills:
+                    yield _fill(message)
 
     @strawberry.subscription(
         permission_classes=[IsAuthenticated],
@@ -76,6 +84,7 @@ class OrderSubscriptions:
                     if message["type"] == "order" and message["order_id"] not in ids:
                         ids.append(message["order_id"])
                 if ids:
+                    await _still_signed_in(info)
                     # The worker published after its commit: the rows hold the new state.
                     rows = {row.id: row for row in await services.trading.orders_by_ids(ids)}
                     for order_id in ids:

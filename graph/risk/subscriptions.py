@@ -7,6 +7,7 @@ import strawberry
 
 from app.kit.pubsub import GAP, OVERFLOW
 from graph.context import Context
+from graph.errors import unauthenticated
 from graph.permissions import IsAdmin
 from graph.risk.types import RiskEvent
 
@@ -24,6 +25,8 @@ class RiskSubscriptions:
             async for event in sub:
                 if event.message in (GAP, OVERFLOW):
                     continue
+                if not await info.context.session_still_live():
+                    raise unauthenticated("your session has ended")
                 alert = json.loads(event.message)
                 rows = await services.risk.get_many([alert["id"]])
                 for row in rows:

@@ -190,3 +190,31 @@ async def test_risk_alerts_refuse_anyone_but_an_admin(
     assert refused.value.errors is not None
     assert [e["extensions"]["code"] for e in refused.value.errors] == [expected]
     await alerts.stop_quietly()
+
+
+async def test_logout_ends_a_running_subscription_at_its_next_message(
+    platform: Platform, services: Services, bus: CommandBus, redis: Redis
+) -> None:
+    seller = await create_user(services, kyc_status="approved")
+    buyer = await create_user(services, kyc_status="approved")
+    token = await login(services, seller)
+    fills = Watch(
+        platform, "subscription { myFills { id } }", token, WebsocketsTransport.APOLLO_SUBPROTOCOL
+    ).start()
+    try:
+        await listening(redis, Keys(services.settings.redis_prefix).user_channel(seller.id))
+        assert (await Api(platform, token)("mutation { logout }")) == {"logout": True}
+        await deposit(bus, seller.id, "BTC", "0.01")
+        await deposit(bus, buyer.id, "USDT", "2000")
+        assert (await place(bus, seller.id, "BTC-USDT", "SELL", "0.01", "150000"))["ok"]
+        bought = await place(bus, buyer.id, "BTC-USDT", "BUY", "0.01", "150000")
+        assert [f["seller_user_id"] for f in bought["fills"]] == [seller.id]
+        with pytest.raises(TransportQueryError) as ended:
+            await fills.wait_for(1)
+        assert ended.value.errors is not None
+        assert [e["extensions"]["code"] for e in ended.value.errors] == ["UNAUTHENTICATED"]
+        assert fills.items == []
+    finally:
+        await fills.stop_quietly()
+        for user in (seller, buyer):
+            await bus.submit("cancel_all", {"user_id": user.id})
