@@ -17,7 +17,9 @@ from graph.context import Context
 from graph.errors import FORBIDDEN, unauthenticated
 
 
-async def _viewer(info: strawberry.Info[Context, None]) -> Viewer:
+async def require_viewer(info: strawberry.Info[Context, None]) -> Viewer:
+    """The logged-in caller, or an UNAUTHENTICATED error (resolvers behind IsAuthenticated
+    use it to get the viewer they were let in as)."""
     viewer = await info.context.viewer()
     if viewer is None:
         raise unauthenticated()
@@ -30,7 +32,7 @@ class IsAuthenticated(BasePermission):
     async def has_permission(
         self, source: Any, info: strawberry.Info[Context, None], **kwargs: Any
     ) -> bool:
-        await _viewer(info)
+        await require_viewer(info)
         return True
 
 
@@ -41,7 +43,7 @@ class IsAdmin(BasePermission):
     async def has_permission(
         self, source: Any, info: strawberry.Info[Context, None], **kwargs: Any
     ) -> bool:
-        return (await _viewer(info)).is_admin
+        return (await require_viewer(info)).is_admin
 
 
 class IsAdminOrSelf(BasePermission):
@@ -53,5 +55,5 @@ class IsAdminOrSelf(BasePermission):
     async def has_permission(
         self, source: Any, info: strawberry.Info[Context, None], **kwargs: Any
     ) -> bool:
-        viewer = await _viewer(info)
+        viewer = await require_viewer(info)
         return viewer.is_admin or getattr(source, "pk", None) == viewer.user_id

@@ -4,8 +4,7 @@ import strawberry
 
 from graph.balances.types import Balance
 from graph.context import Context
-from graph.errors import unauthenticated
-from graph.permissions import IsAuthenticated
+from graph.permissions import IsAuthenticated, require_viewer
 
 Info = strawberry.Info[Context, None]
 
@@ -14,8 +13,6 @@ Info = strawberry.Info[Context, None]
 class BalanceQueries:
     @strawberry.field(permission_classes=[IsAuthenticated], description="Your balances, by asset.")
     async def balances(self, info: Info) -> list[Balance] | None:
-        viewer = await info.context.viewer()
-        if viewer is None:
-            raise unauthenticated()
+        viewer = await require_viewer(info)
         rows = await info.context.services.balances.of_user(viewer.user_id)
         return [Balance.from_row(row) for row in rows]

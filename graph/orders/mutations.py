@@ -2,10 +2,9 @@ from __future__ import annotations
 
 import strawberry
 
-from app.accounts.sessions import Viewer
 from app.orders.service import AmendOrderRequest, Outcome, PlaceOrderRequest
 from graph.context import Context
-from graph.errors import ErrorCode, UserError, unauthenticated, user_errors
+from graph.errors import ErrorCode, UserError, user_errors
 from graph.ids import parse_id
 from graph.orders.types import (
     AmendOrderInput,
@@ -17,16 +16,9 @@ from graph.orders.types import (
     PlaceOrderInput,
     PlaceOrderPayload,
 )
-from graph.permissions import IsAuthenticated
+from graph.permissions import IsAuthenticated, require_viewer
 
 Info = strawberry.Info[Context, None]
-
-
-async def _viewer(info: Info) -> Viewer:
-    viewer = await info.context.viewer()
-    if viewer is None:  # IsAuthenticated has run; this only narrows the type
-        raise unauthenticated()
-    return viewer
 
 
 def _order(outcome: Outcome) -> Order | None:
@@ -44,7 +36,7 @@ class OrderMutations:
         description="Place a LIMIT or MARKET order; `fills` are the trades it made at once.",
     )
     async def place_order(self, info: Info, input: PlaceOrderInput) -> PlaceOrderPayload | None:
-        viewer = await _viewer(info)
+        viewer = await require_viewer(info)
         user = await info.context.loaders.user.load(viewer.user_id)
         outcome = await info.context.services.trading.place(
             viewer.user_id,
@@ -71,7 +63,7 @@ class OrderMutations:
         description="Change an open order's quantity and/or price.",
     )
     async def amend_order(self, info: Info, input: AmendOrderInput) -> AmendOrderPayload | None:
-        viewer = await _viewer(info)
+        viewer = await require_viewer(info)
         order_id = parse_id(input.id)
         if order_id is None:
             return AmendOrderPayload(order=None, errors=_not_found("id"))
@@ -91,7 +83,7 @@ class OrderMutations:
         id: strawberry.ID | None = None,
         client_order_id: str | None = None,
     ) -> CancelOrderPayload | None:
-        viewer = await _viewer(info)
+        viewer = await require_viewer(info)
         order_id = parse_id(id) if id is not None else None
         if id is not None and order_id is None:
             return CancelOrderPayload(order=None, errors=_not_found("id"))
@@ -107,7 +99,7 @@ class OrderMutations:
     async def cancel_all_orders(
         self, info: Info, symbol: str | None = None
     ) -> CancelAllOrdersPayload | None:
-        viewer = await _viewer(info)
+        viewer = await require_viewer(info)
         outcome = await info.context.services.trading.cancel_all(viewer.user_id, symbol)
         return CancelAllOrdersPayload(
             cancelled_count=outcome.cancelled_count, errors=user_errors(outcome.problems)

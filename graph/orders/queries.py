@@ -3,20 +3,16 @@ from __future__ import annotations
 import strawberry
 
 from graph.context import Context
-from graph.errors import unauthenticated
 from graph.ids import parse_id
 from graph.orders.types import Fill, Order, OrderStatus, Trade
 from graph.pagination import DEFAULT_PAGE_SIZE, Connection, connection, page_request
-from graph.permissions import IsAuthenticated
+from graph.permissions import IsAuthenticated, require_viewer
 
 Info = strawberry.Info[Context, None]
 
 
 async def _user_id(info: Info) -> int:
-    viewer = await info.context.viewer()
-    if viewer is None:
-        raise unauthenticated()
-    return viewer.user_id
+    return (await require_viewer(info)).user_id
 
 
 @strawberry.type

@@ -13,16 +13,13 @@ from app.kit.pubsub import GAP, OVERFLOW
 from graph.context import Context
 from graph.errors import unauthenticated
 from graph.orders.types import Fill, Liquidity, Order, OrderSide
-from graph.permissions import IsAuthenticated
+from graph.permissions import IsAuthenticated, require_viewer
 
 Info = strawberry.Info[Context, None]
 
 
 async def _user_id(info: Info) -> int:
-    viewer = await info.context.viewer()
-    if viewer is None:
-        raise unauthenticated()
-    return viewer.user_id
+    return (await require_viewer(info)).user_id
 
 
 async def _still_signed_in(info: Info) -> None:

@@ -30,10 +30,10 @@ from engine import (
     TimeInForce,
     TradeExecuted,
     Withdraw,
-    from_units,
     to_units,
 )
 from engine.events import BalanceChanged, MarketHalted, MarketResumed
+from engine.units import show
 
 
 class BadCommand(ValueError):
@@ -135,10 +135,6 @@ def _asset(payload: dict[str, Any]) -> str:
     return asset.upper()
 
 
-def plain(units: int) -> str:
-    return format(from_units(units).normalize(), "f")
-
-
 def rejected(code: RejectCode | str, message: str, field: str | None = None) -> dict[str, Any]:
     return {"ok": False, "error": {"code": str(code), "message": message, "field": field}}
 
@@ -147,9 +143,9 @@ def trade_json(event: TradeExecuted) -> dict[str, Any]:
     return {
         "id": event.trade_id,
         "symbol": event.symbol,
-        "price": plain(event.price),
-        "quantity": plain(event.quantity),
-        "quote_quantity": plain(event.quote_quantity),
+        "price": show(event.price),
+        "quantity": show(event.quantity),
+        "quote_quantity": show(event.quote_quantity),
         "taker_side": event.taker_side.value,
         "maker_order_id": event.maker_order_id,
         "taker_order_id": event.taker_order_id,
@@ -157,8 +153,8 @@ def trade_json(event: TradeExecuted) -> dict[str, Any]:
         "seller_user_id": event.seller_user_id,
         "buyer_order_id": event.buyer_order_id,
         "seller_order_id": event.seller_order_id,
-        "buyer_fee": plain(event.buyer_fee),
-        "seller_fee": plain(event.seller_fee),
+        "buyer_fee": show(event.buyer_fee),
+        "seller_fee": show(event.seller_fee),
     }
 
 
@@ -190,8 +186,8 @@ def reply_for(command: Command, events: list[Event]) -> dict[str, Any]:
                 reply["balance"] = {
                     "user_id": event.user_id,
                     "asset": event.asset,
-                    "available": plain(event.available),
-                    "locked": plain(event.locked),
+                    "available": show(event.available),
+                    "locked": show(event.locked),
                 }
             case MarketHalted() | MarketResumed():
                 reply["symbol"] = event.symbol

@@ -32,7 +32,8 @@ from engine import (
     Side,
     TradeExecuted,
 )
-from workers.matching.codec import plain, trade_json
+from engine.units import show
+from workers.matching.codec import trade_json
 
 SIDE_KEY = {Side.BUY: "bids", Side.SELL: "asks"}
 
@@ -42,7 +43,7 @@ def _dumps(value: Any) -> str:
 
 
 def level_member(price: int, quantity: int, orders: int) -> str:
-    return _dumps({"price": plain(price), "quantity": plain(quantity), "orders": orders})
+    return _dumps({"price": show(price), "quantity": show(quantity), "orders": orders})
 
 
 def apply_level(pipe: Pipeline, keys: Keys, event: BookLevelChanged) -> None:
@@ -62,8 +63,8 @@ def order_message(event: Event) -> dict[str, Any] | None:
                 "symbol": event.symbol,
                 "side": event.side.value,
                 "order_type": event.type.value,
-                "quantity": plain(event.quantity),
-                "price": plain(event.price) if event.price is not None else None,
+                "quantity": show(event.quantity),
+                "price": show(event.price) if event.price is not None else None,
                 "status": "PENDING",
                 "filled_quantity": "0",
                 "client_order_id": event.client_order_id,
@@ -75,7 +76,7 @@ def order_message(event: Event) -> dict[str, Any] | None:
                 "order_id": event.order_id,
                 "symbol": event.symbol,
                 "status": event.status.value,
-                "filled_quantity": plain(event.filled_quantity),
+                "filled_quantity": show(event.filled_quantity),
             }
         case OrderCancelled():
             return {
@@ -84,7 +85,7 @@ def order_message(event: Event) -> dict[str, Any] | None:
                 "order_id": event.order_id,
                 "symbol": event.symbol,
                 "status": "CANCELLED",
-                "filled_quantity": plain(event.filled_quantity),
+                "filled_quantity": show(event.filled_quantity),
                 "reason": event.reason.value,
             }
         case OrderAmended():
@@ -93,8 +94,8 @@ def order_message(event: Event) -> dict[str, Any] | None:
                 "event": "amended",
                 "order_id": event.order_id,
                 "symbol": event.symbol,
-                "quantity": plain(event.quantity),
-                "price": plain(event.price),
+                "quantity": show(event.quantity),
+                "price": show(event.price),
             }
     return None
 
@@ -115,8 +116,8 @@ def publish_events(
                     {
                         "sequence": event.sequence,
                         "side": event.side.value,
-                        "price": plain(event.price),
-                        "quantity": plain(event.quantity),
+                        "price": show(event.price),
+                        "quantity": show(event.quantity),
                         "orders": event.order_count,
                     }
                 )

@@ -61,6 +61,17 @@ COMMIT_SECONDS = Histogram(
 )
 
 
+def _decode(kind: str, payload_text: str) -> Command | dict[str, Any]:
+    """The engine command of a stream entry, or the INVALID_INPUT reply if it has none."""
+    try:
+        payload = json.loads(payload_text)
+        if not isinstance(payload, dict):
+            raise BadCommand("the payload must be a JSON object")
+        return decode(kind, payload)
+    except (BadCommand, json.JSONDecodeError) as exc:
+        return rejected(RejectCode.INVALID_INPUT, str(exc), getattr(exc, "field", None))
+
+
 def _user_of(command: Command) -> int | None:
     user_id = getattr(command, "user_id", None)
     return user_id if isinstance(user_id, int) else None
@@ -138,12 +149,16 @@ class MatchingWorker:
                 ids,
             )
         }
-        await self._learn_users(entries)
+        # Each payload is read once: the user check and the engine share the decoded command.
+        decoded = [
+            _decode(fields.get("kind", ""), fields.get("payload", "{}")) for _, fields in entries
+        ]
+        await self._learn_users(decoded)
         poisoned = await self._poisoned(entries) if after_crash else set()
         batch = Batch()
         events: list[Event] = []
         replies: list[tuple[str, str, dict[str, Any]]] = []
-        for (entry_id, fields), command_id in zip(entries, ids, strict=True):
+        for (entry_id, fields), command_id, command in zip(entries, ids, decoded, strict=True):
             kind = fields.get("kind", "")
             if command_id in committed or command_id in batch.results:
                 result = committed.get(command_id) or batch.results[command_id]
@@ -153,7 +168,7 @@ class MatchingWorker:
                 batch.record(command_id, kind, None, result)
                 COMMANDS.labels(kind, "failed").inc()
             else:
-                result, user_id, command_events = self._execute(kind, fields.get("payload", "{}"))
+                result, user_id, command_events = self._execute(command)
                 batch.add(command_id, command_events)
                 batch.record(command_id, kind, user_id, result)
                 events.extend(command_events)
@@ -184,17 +199,12 @@ class MatchingWorker:
         log.debug("batch of %d in %.2f ms", len(entries), (time.perf_counter() - started) * 1e3)
 
     def _execute(
-        self, kind: str, payload_text: str
+        self, command: Command | dict[str, Any]
     ) -> tuple[dict[str, Any], int | None, list[Event]]:
+        """Run one decoded command; a payload that could not be decoded is its own reply."""
         assert self.engine is not None
-        try:
-            payload = json.loads(payload_text)
-            if not isinstance(payload, dict):
-                raise BadCommand("the payload must be a JSON object")
-            command = decode(kind, payload)
-        except (BadCommand, json.JSONDecodeError) as exc:
-            field = getattr(exc, "field", None)
-            return rejected(RejectCode.INVALID_INPUT, str(exc), field), None, []
+        if isinstance(command, dict):
+            return command, None, []
         user_id = _user_of(command)
         if user_id is not None and user_id not in self.known_users:
             refusal = CommandRejected(RejectCode.NOT_FOUND, f"no user {user_id}", "user_id")
@@ -202,14 +212,13 @@ class MatchingWorker:
         events = self.engine.process(command)
         return reply_for(command, events), user_id, events
 
-    async def _learn_users(self, entries: list[tuple[str, dict[str, str]]]) -> None:
+    async def _learn_users(self, commands: list[Command | dict[str, Any]]) -> None:
         """Remember which user ids exist (users are created by the API, never deleted)."""
         wanted: set[int] = set()
-        for _, fields in entries:
-            with contextlib.suppress(ValueError, TypeError, AttributeError):
-                user_id = json.loads(fields.get("payload", "{}")).get("user_id")
-                if type(user_id) is int and user_id not in self.known_users:
-                    wanted.add(user_id)
+        for command in commands:
+            user_id = None if isinstance(command, dict) else _user_of(command)
+            if user_id is not None and user_id not in self.known_users:
+                wanted.add(user_id)
         if wanted and self.conn is not None:
             rows = await self.conn.fetch("SELECT id FROM users WHERE id = ANY($1)", list(wanted))
             self.known_users.update(row["id"] for row in rows)
