@@ -4,6 +4,8 @@ Commands go onto one Redis Stream read by the worker's consumer group. Each carr
 (chosen by the caller, so a retry reuses it) and the reply channel of the submitting
 process. Replies come back on that one channel per process — one subscription, resolved
 to a future per pending command id — never one blocking connection per waiting request.
+The worker sends one message per channel per committed batch: ``{"replies": [{"id",
+"result"}, ...]}``.
 
 A command id the worker has already committed is never applied again: a retry gets the
 original reply.
@@ -13,13 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 import uuid
 from collections import defaultdict
 from typing import Any
 
+import orjson
 from prometheus_client import Histogram
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -107,7 +109,7 @@ class CommandBus:
                     "id": command_id,
                     "kind": kind,
                     "reply_to": self.reply_channel,
-                    "payload": json.dumps(payload, separators=(",", ":")),
+                    "payload": orjson.dumps(payload).decode(),
                 }
             )
             reply = await asyncio.wait_for(future, timeout)
@@ -175,7 +177,7 @@ class CommandBus:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def _resolve(self, data: str | bytes) -> None:
-        reply = json.loads(data)
-        for future in self._waiting.get(reply["id"], ()):
-            if not future.done():
-                future.set_result(reply["result"])
+        for reply in orjson.loads(data)["replies"]:
+            for future in self._waiting.get(reply["id"], ()):
+                if not future.done():
+                    future.set_result(reply["result"])

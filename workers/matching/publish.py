@@ -10,10 +10,10 @@ without a gap.
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
@@ -39,7 +39,7 @@ SIDE_KEY = {Side.BUY: "bids", Side.SELL: "asks"}
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    return orjson.dumps(value).decode()
 
 
 def level_member(price: int, quantity: int, orders: int) -> str:
@@ -103,7 +103,12 @@ def order_message(event: Event) -> dict[str, Any] | None:
 def publish_events(
     pipe: Pipeline, keys: Keys, events: list[Event], risk_ids: list[int], executed_at: str
 ) -> None:
-    """Queue the cache updates and pub/sub messages of one committed batch on ``pipe``."""
+    """Queue the cache updates and pub/sub messages of one committed batch on ``pipe``.
+
+    The cache gets each price level's final state once per batch; the delta messages keep
+    every change, so subscribers see a contiguous sequence.
+    """
+    levels: dict[tuple[str, Side, int], BookLevelChanged] = {}
     deltas: dict[str, list[dict[str, Any]]] = defaultdict(list)
     trades: dict[str, list[dict[str, Any]]] = defaultdict(list)
     user_messages: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -111,7 +116,7 @@ def publish_events(
     for event in events:
         match event:
             case BookLevelChanged():
-                apply_level(pipe, keys, event)
+                levels[event.symbol, event.side, event.price] = event
                 deltas[event.symbol].append(
                     {
                         "sequence": event.sequence,
@@ -153,6 +158,8 @@ def publish_events(
                 message = order_message(event)
                 if message is not None:
                     user_messages[event.user_id].append(message)  # type: ignore[union-attr]
+    for level in levels.values():
+        apply_level(pipe, keys, level)
     for symbol, changes in deltas.items():
         pipe.set(keys.book_sequence(symbol), changes[-1]["sequence"])
         pipe.publish(

@@ -1,29 +1,35 @@
 """The matching worker's loop: read commands, match, group-commit, acknowledge, answer.
 
-    read up to MAX_BATCH stream entries (pending ones first after a restart)
-    → run each through the engine (skipping ids already committed: they get their old reply)
-    → write every resulting row in ONE PostgreSQL transaction, command ids included
-    → XACK (and XDEL) the entries only after the commit
-    → reply to the callers, update the Redis book cache, publish events.
+Two stages run side by side, joined by a queue one batch deep:
 
-A reply never reports something that is not committed. If the commit fails, the engine's
-state is ahead of the database, so the worker exits and a restart rebuilds it from
-PostgreSQL and re-reads the unacknowledged entries.
+    matcher:   read up to MAX_BATCH stream entries (pending ones first after a restart)
+               → run each through the engine (ids already committed or in flight get
+                 their earlier reply) → hand the batch to the committer
+    committer: write every row of the batch in ONE PostgreSQL statement, command ids
+               included → XACK (and XDEL) the entries only after the commit
+               → reply to the callers, update the Redis book cache, publish events.
+
+So the engine matches batch N+1 while PostgreSQL commits batch N; batches are committed
+and published strictly in order. A reply never reports something that is not committed.
+If a commit fails, the engine's state is ahead of the database, so the worker exits and a
+restart rebuilds it from PostgreSQL and re-reads the unacknowledged entries.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
 import socket
 import time
+from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
+import orjson
 from prometheus_client import Counter, Histogram, start_http_server
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
@@ -64,17 +70,28 @@ COMMIT_SECONDS = Histogram(
 def _decode(kind: str, payload_text: str) -> Command | dict[str, Any]:
     """The engine command of a stream entry, or the INVALID_INPUT reply if it has none."""
     try:
-        payload = json.loads(payload_text)
+        payload = orjson.loads(payload_text)
         if not isinstance(payload, dict):
             raise BadCommand("the payload must be a JSON object")
         return decode(kind, payload)
-    except (BadCommand, json.JSONDecodeError) as exc:
+    except (BadCommand, orjson.JSONDecodeError) as exc:
         return rejected(RejectCode.INVALID_INPUT, str(exc), getattr(exc, "field", None))
 
 
 def _user_of(command: Command) -> int | None:
     user_id = getattr(command, "user_id", None)
     return user_id if isinstance(user_id, int) else None
+
+
+@dataclass(frozen=True, slots=True)
+class Matched:
+    """A batch the engine has run, waiting for its commit."""
+
+    entry_ids: list[str]
+    batch: Batch
+    events: list[Event]
+    replies: dict[str, list[dict[str, Any]]]
+    started: float
 
 
 class MatchingWorker:
@@ -87,10 +104,25 @@ class MatchingWorker:
         self.stopping = asyncio.Event()
         self.engine: Engine | None = None
         self.conn: asyncpg.Connection | None = None
+        """The matcher's connection: reads (committed command ids, users)."""
+        self.writer: asyncpg.Connection | None = None
+        """The committer's connection: one statement per batch."""
         self.known_users: set[int] = set()
+        self.in_flight: dict[str, dict[str, Any]] = {}
+        """Replies of commands matched but not yet committed, by command id."""
+        self.batches: asyncio.Queue[Matched] = asyncio.Queue(maxsize=1)
+
+    async def _connect(self) -> asyncpg.Connection:
+        # Every statement is planned for its own arguments: a generic plan cached while a
+        # table was small (a fresh deployment) would keep scanning it sequentially.
+        return await asyncpg.connect(
+            plain_url(self.settings.database_url or ""),
+            server_settings={"plan_cache_mode": "force_custom_plan"},
+        )
 
     async def run(self) -> None:
-        self.conn = await asyncpg.connect(plain_url(self.settings.database_url or ""))
+        self.conn = await self._connect()
+        self.writer = await self._connect()
         started = time.perf_counter()
         self.engine = await restore_engine(
             self.conn, max_open_orders_per_user=self.settings.max_open_orders_per_user
@@ -99,19 +131,23 @@ class MatchingWorker:
         await self._ensure_group()
         log.info("engine restored in %.3fs", time.perf_counter() - started)
         heartbeat = asyncio.create_task(self._heartbeat())
+        committer = asyncio.create_task(self._committer(), name="committer")
         try:
             await self._drain_pending()
             while not self.stopping.is_set():
                 entries = await self._read(">", block=BLOCK_MS)
                 if entries:
-                    await self._process(entries)
+                    await self.batches.put(await self._match(entries))
+            await self.batches.join()  # SIGTERM: the batches already matched are committed
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (committer, heartbeat):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.redis.delete(self.keys.worker_heartbeat())
             await self.redis.aclose()
             await self.conn.close()
+            await self.writer.close()
 
     async def _ensure_group(self) -> None:
         try:
@@ -134,21 +170,31 @@ class MatchingWorker:
         # Entries claimed by a consumer of another name (an older deployment) come to us.
         await self.redis.xautoclaim(self.stream, CONSUMER_GROUP, CONSUMER, 0, "0-0", count=10_000)
         while entries := await self._read("0", block=None):
-            await self._process(entries, after_crash=True)
+            await self.batches.put(await self._match(entries, after_crash=True))
+            # Re-reading "0" would return these entries again until they are acknowledged.
+            await self.batches.join()
 
-    async def _process(
+    async def _committed(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Replies already given to any of ``ids``: in flight, or committed earlier."""
+        assert self.conn is not None
+        # In-flight replies first: an id leaves ``in_flight`` only after its commit, so an
+        # id missing here is either committed before the query below starts, or new.
+        found = {i: self.in_flight[i] for i in ids if i in self.in_flight}
+        rest = [i for i in ids if i not in found]
+        for row in await self.conn.fetch(
+            "SELECT command_id, result FROM processed_commands WHERE command_id = ANY($1)", rest
+        ):
+            found[row["command_id"]] = orjson.loads(row["result"])
+        return found
+
+    async def _match(
         self, entries: list[tuple[str, dict[str, str]]], *, after_crash: bool = False
-    ) -> None:
-        assert self.engine is not None and self.conn is not None
+    ) -> Matched:
+        """Run a batch of entries through the engine (the matcher stage)."""
+        assert self.engine is not None
         started = time.perf_counter()
         ids = [fields.get("id", entry_id) for entry_id, fields in entries]
-        committed = {
-            row["command_id"]: json.loads(row["result"])
-            for row in await self.conn.fetch(
-                "SELECT command_id, result FROM processed_commands WHERE command_id = ANY($1)",
-                ids,
-            )
-        }
+        committed = await self._committed(ids)
         # Each payload is read once: the user check and the engine share the decoded command.
         decoded = [
             _decode(fields.get("kind", ""), fields.get("payload", "{}")) for _, fields in entries
@@ -157,7 +203,7 @@ class MatchingWorker:
         poisoned = await self._poisoned(entries) if after_crash else set()
         batch = Batch()
         events: list[Event] = []
-        replies: list[tuple[str, str, dict[str, Any]]] = []
+        replies: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for (entry_id, fields), command_id, command in zip(entries, ids, decoded, strict=True):
             kind = fields.get("kind", "")
             if command_id in committed or command_id in batch.results:
@@ -174,29 +220,48 @@ class MatchingWorker:
                 events.extend(command_events)
                 COMMANDS.labels(kind, "ok" if result["ok"] else "rejected").inc()
             if fields.get("reply_to"):
-                replies.append((fields["reply_to"], command_id, result))
+                replies[fields["reply_to"]].append({"id": command_id, "result": result})
+        self.in_flight.update(batch.results)
+        entry_ids = [entry_id for entry_id, _ in entries]
+        return Matched(entry_ids, batch, events, replies, started)
 
+    async def _committer(self) -> None:
+        """Commit, acknowledge and publish the matched batches, one at a time, in order."""
+        while True:
+            matched = await self.batches.get()
+            try:
+                await self._commit(matched)
+            except Exception:
+                # The engine is ahead of what was acknowledged: a restart rebuilds it from
+                # PostgreSQL and answers the unacknowledged entries again.
+                log.exception("committing a batch failed; exiting so a restart recovers")
+                os._exit(70)
+            self.batches.task_done()
+
+    async def _commit(self, matched: Matched) -> None:
+        assert self.writer is not None
+        batch = matched.batch
         risk_ids: list[int] = []
         if batch:
             commit_started = time.perf_counter()
-            try:
-                async with self.conn.transaction():
-                    risk_ids = await batch.write(self.conn)
-            except Exception:
-                log.exception("group commit failed; exiting so a restart rebuilds from PostgreSQL")
-                os._exit(70)
+            risk_ids = await batch.write(self.writer)
             COMMIT_SECONDS.observe(time.perf_counter() - commit_started)
-        BATCH_SIZE.observe(len(entries))
+        for command_id in batch.results:
+            self.in_flight.pop(command_id, None)
+        BATCH_SIZE.observe(len(matched.entry_ids))
 
-        entry_ids = [entry_id for entry_id, _ in entries]
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.stream, CONSUMER_GROUP, *entry_ids)
-            pipe.xdel(self.stream, *entry_ids)
-            for channel, command_id, result in replies:
-                pipe.publish(channel, json.dumps({"id": command_id, "result": result}))
-            publish_events(pipe, self.keys, events, risk_ids, batch.executed_at.isoformat())
+            pipe.xack(self.stream, CONSUMER_GROUP, *matched.entry_ids)
+            pipe.xdel(self.stream, *matched.entry_ids)
+            for channel, channel_replies in matched.replies.items():
+                pipe.publish(channel, orjson.dumps({"replies": channel_replies}))
+            publish_events(pipe, self.keys, matched.events, risk_ids, batch.executed_at.isoformat())
             await pipe.execute()
-        log.debug("batch of %d in %.2f ms", len(entries), (time.perf_counter() - started) * 1e3)
+        log.debug(
+            "batch of %d in %.2f ms",
+            len(matched.entry_ids),
+            (time.perf_counter() - matched.started) * 1e3,
+        )
 
     def _execute(
         self, command: Command | dict[str, Any]
@@ -233,7 +298,7 @@ class MatchingWorker:
 
     async def _heartbeat(self) -> None:
         key = self.keys.worker_heartbeat()
-        value = json.dumps({"pid": os.getpid(), "host": socket.gethostname()})
+        value = orjson.dumps({"pid": os.getpid(), "host": socket.gethostname()})
         while True:
             with contextlib.suppress(Exception):
                 await self.redis.set(key, value, ex=HEARTBEAT_TTL)
