@@ -124,6 +124,27 @@ async def check_invariants(conn: asyncpg.Connection) -> None:
         """
     )
     assert not rows, f"crossed book: {[r['symbol'] for r in rows]}"
+    # The worker's own rows carry no foreign key to users (migration 0003): each user id
+    # they hold must still be a user, and each trade's users must own its orders.
+    rows = await conn.fetch(
+        """
+        SELECT 'ledger' AS source, user_id FROM ledger_entries
+        UNION SELECT 'command', user_id FROM processed_commands WHERE user_id IS NOT NULL
+        UNION SELECT 'buyer', buyer_user_id FROM trades
+        UNION SELECT 'seller', seller_user_id FROM trades
+        EXCEPT SELECT source, id FROM users, unnest(ARRAY['ledger', 'command', 'buyer',
+            'seller']) AS source
+        """
+    )
+    assert not rows, f"rows name unknown users: {[dict(r) for r in rows]}"
+    rows = await conn.fetch(
+        """
+        SELECT t.id FROM trades t
+        JOIN orders b ON b.id = t.buyer_order_id JOIN orders s ON s.id = t.seller_order_id
+        WHERE b.user_id <> t.buyer_user_id OR s.user_id <> t.seller_user_id
+        """
+    )
+    assert not rows, f"trades whose users do not own their orders: {[r['id'] for r in rows]}"
 
 
 async def cached_levels(redis: Redis, keys: Keys, symbol: str, side: str) -> list[dict[str, Any]]:

@@ -24,13 +24,14 @@ import os
 import signal
 import socket
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import orjson
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter as Metric
+from prometheus_client import Histogram, start_http_server
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
@@ -54,7 +55,7 @@ HEARTBEAT_TTL = 5
 MAX_DELIVERIES = 3
 """An entry delivered this many times without being acknowledged is answered as failed."""
 
-COMMANDS = Counter("tradegraph_worker_commands_total", "Commands processed", ["kind", "outcome"])
+COMMANDS = Metric("tradegraph_worker_commands_total", "Commands processed", ["kind", "outcome"])
 BATCH_SIZE = Histogram(
     "tradegraph_worker_batch_size",
     "Commands per group commit",
@@ -204,23 +205,26 @@ class MatchingWorker:
         batch = Batch()
         events: list[Event] = []
         replies: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        outcomes: Counter[tuple[str, str]] = Counter()
         for (entry_id, fields), command_id, command in zip(entries, ids, decoded, strict=True):
             kind = fields.get("kind", "")
             if command_id in committed or command_id in batch.results:
                 result = committed.get(command_id) or batch.results[command_id]
-                COMMANDS.labels(kind, "replayed").inc()
+                outcomes[kind, "replayed"] += 1
             elif entry_id in poisoned:
                 result = rejected("INTERNAL", "the worker could not process this command")
                 batch.record(command_id, kind, None, result)
-                COMMANDS.labels(kind, "failed").inc()
+                outcomes[kind, "failed"] += 1
             else:
                 result, user_id, command_events = self._execute(command)
                 batch.add(command_id, command_events)
                 batch.record(command_id, kind, user_id, result)
                 events.extend(command_events)
-                COMMANDS.labels(kind, "ok" if result["ok"] else "rejected").inc()
+                outcomes[kind, "ok" if result["ok"] else "rejected"] += 1
             if fields.get("reply_to"):
                 replies[fields["reply_to"]].append({"id": command_id, "result": result})
+        for (kind, outcome), count in outcomes.items():
+            COMMANDS.labels(kind, outcome).inc(count)
         self.in_flight.update(batch.results)
         entry_ids = [entry_id for entry_id, _ in entries]
         return Matched(entry_ids, batch, events, replies, started)
