@@ -1,18 +1,20 @@
 """The matching worker's loop: read commands, match, group-commit, acknowledge, answer.
 
-Two stages run side by side, joined by a queue one batch deep:
+Three stages run side by side, joined by queues one batch deep:
 
     matcher:   read up to MAX_BATCH stream entries (pending ones first after a restart)
                → run each through the engine (ids already committed or in flight get
                  their earlier reply) → hand the batch to the committer
     committer: write every row of the batch in ONE PostgreSQL statement, command ids
-               included → XACK (and XDEL) the entries only after the commit
-               → reply to the callers, update the Redis book cache, publish events.
+               included → hand it to the publisher
+    publisher: XACK (and XDEL) the entries — only now, after the commit — reply to the
+               callers, update the Redis book cache, publish events.
 
-So the engine matches batch N+1 while PostgreSQL commits batch N; batches are committed
-and published strictly in order. A reply never reports something that is not committed.
-If a commit fails, the engine's state is ahead of the database, so the worker exits and a
-restart rebuilds it from PostgreSQL and re-reads the unacknowledged entries.
+So the engine matches batch N+2 while PostgreSQL commits batch N+1 and Redis carries batch
+N; each stage takes the batches strictly in order. A reply never reports something that
+is not committed. If a commit (or what follows it) fails, the engine's state is ahead of
+what was acknowledged, so the worker exits and a restart rebuilds it from PostgreSQL and
+re-reads the unacknowledged entries.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ import signal
 import socket
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -84,7 +87,7 @@ def _user_of(command: Command) -> int | None:
     return user_id if isinstance(user_id, int) else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Matched:
     """A batch the engine has run, waiting for its commit."""
 
@@ -93,6 +96,8 @@ class Matched:
     events: list[Event]
     replies: dict[str, list[dict[str, Any]]]
     started: float
+    risk_ids: list[int] = field(default_factory=list)
+    """Filled in by the commit: the ids PostgreSQL gave the batch's risk events."""
 
 
 class MatchingWorker:
@@ -112,18 +117,26 @@ class MatchingWorker:
         self.in_flight: dict[str, dict[str, Any]] = {}
         """Replies of commands matched but not yet committed, by command id."""
         self.batches: asyncio.Queue[Matched] = asyncio.Queue(maxsize=1)
+        """Matched, waiting for the committer."""
+        self.committed: asyncio.Queue[Matched] = asyncio.Queue(maxsize=1)
+        """Committed, waiting for the publisher."""
 
-    async def _connect(self) -> asyncpg.Connection:
-        # Every statement is planned for its own arguments: a generic plan cached while a
-        # table was small (a fresh deployment) would keep scanning it sequentially.
+    async def _connect(self, **settings: str) -> asyncpg.Connection:
         return await asyncpg.connect(
-            plain_url(self.settings.database_url or ""),
-            server_settings={"plan_cache_mode": "force_custom_plan"},
+            plain_url(self.settings.database_url or ""), server_settings=settings
         )
 
     async def run(self) -> None:
-        self.conn = await self._connect()
-        self.writer = await self._connect()
+        # Reads are planned for their own arguments: a generic plan cached while a table was
+        # small (a fresh deployment) would keep scanning it sequentially.
+        self.conn = await self._connect(plan_cache_mode="force_custom_plan")
+        # The batch statement joins a few hundred rows to tables of millions by primary
+        # key: only index lookups make sense, whatever the statistics of a young table say
+        # (a hash join over a sequential scan of orders took a third of the backend's CPU
+        # on a fresh database). With joins pinned, the generic plan is reused, unplanned.
+        self.writer = await self._connect(
+            enable_hashjoin="off", enable_mergejoin="off", enable_seqscan="off"
+        )
         started = time.perf_counter()
         self.engine = await restore_engine(
             self.conn, max_open_orders_per_user=self.settings.max_open_orders_per_user
@@ -133,15 +146,16 @@ class MatchingWorker:
         log.info("engine restored in %.3fs", time.perf_counter() - started)
         heartbeat = asyncio.create_task(self._heartbeat())
         committer = asyncio.create_task(self._committer(), name="committer")
+        publisher = asyncio.create_task(self._publisher(), name="publisher")
         try:
             await self._drain_pending()
             while not self.stopping.is_set():
                 entries = await self._read(">", block=BLOCK_MS)
                 if entries:
                     await self.batches.put(await self._match(entries))
-            await self.batches.join()  # SIGTERM: the batches already matched are committed
+            await self._settle()  # SIGTERM: the batches already matched are completed
         finally:
-            for task in (committer, heartbeat):
+            for task in (committer, publisher, heartbeat):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -173,7 +187,12 @@ class MatchingWorker:
         while entries := await self._read("0", block=None):
             await self.batches.put(await self._match(entries, after_crash=True))
             # Re-reading "0" would return these entries again until they are acknowledged.
-            await self.batches.join()
+            await self._settle()
+
+    async def _settle(self) -> None:
+        """Wait until every matched batch is committed, acknowledged and published."""
+        await self.batches.join()
+        await self.committed.join()
 
     async def _committed(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Replies already given to any of ``ids``: in flight, or committed earlier."""
@@ -230,36 +249,51 @@ class MatchingWorker:
         return Matched(entry_ids, batch, events, replies, started)
 
     async def _committer(self) -> None:
-        """Commit, acknowledge and publish the matched batches, one at a time, in order."""
+        """Commit the matched batches, one at a time, in order; then hand them on."""
         while True:
             matched = await self.batches.get()
-            try:
-                await self._commit(matched)
-            except Exception:
-                # The engine is ahead of what was acknowledged: a restart rebuilds it from
-                # PostgreSQL and answers the unacknowledged entries again.
-                log.exception("committing a batch failed; exiting so a restart recovers")
-                os._exit(70)
+            await self._stage(self._commit, matched)
+            await self.committed.put(matched)
             self.batches.task_done()
+
+    async def _publisher(self) -> None:
+        """Acknowledge, answer and publish the committed batches, one at a time, in order."""
+        while True:
+            matched = await self.committed.get()
+            await self._stage(self._publish, matched)
+            self.committed.task_done()
+
+    @staticmethod
+    async def _stage(step: Callable[[Matched], Awaitable[None]], matched: Matched) -> None:
+        try:
+            await step(matched)
+        except Exception:
+            # The engine is ahead of what was acknowledged: a restart rebuilds it from
+            # PostgreSQL and answers the unacknowledged entries again.
+            log.exception("a committed batch could not be completed; exiting to recover")
+            os._exit(70)
 
     async def _commit(self, matched: Matched) -> None:
         assert self.writer is not None
         batch = matched.batch
-        risk_ids: list[int] = []
         if batch:
             commit_started = time.perf_counter()
-            risk_ids = await batch.write(self.writer)
+            matched.risk_ids.extend(await batch.write(self.writer))
             COMMIT_SECONDS.observe(time.perf_counter() - commit_started)
         for command_id in batch.results:
             self.in_flight.pop(command_id, None)
         BATCH_SIZE.observe(len(matched.entry_ids))
 
+    async def _publish(self, matched: Matched) -> None:
+        batch = matched.batch
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.xack(self.stream, CONSUMER_GROUP, *matched.entry_ids)
             pipe.xdel(self.stream, *matched.entry_ids)
             for channel, channel_replies in matched.replies.items():
                 pipe.publish(channel, orjson.dumps({"replies": channel_replies}))
-            publish_events(pipe, self.keys, matched.events, risk_ids, batch.executed_at.isoformat())
+            publish_events(
+                pipe, self.keys, matched.events, matched.risk_ids, batch.executed_at.isoformat()
+            )
             await pipe.execute()
         log.debug(
             "batch of %d in %.2f ms",
