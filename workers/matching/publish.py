@@ -46,11 +46,50 @@ def level_member(price: int, quantity: int, orders: int) -> str:
     return _dumps({"price": show(price), "quantity": show(quantity), "orders": orders})
 
 
-def apply_level(pipe: Pipeline, keys: Keys, event: BookLevelChanged) -> None:
-    key = keys.order_book(event.symbol, SIDE_KEY[event.side])
-    pipe.zremrangebyscore(key, event.price, event.price)
-    if event.quantity:
-        pipe.zadd(key, {level_member(event.price, event.quantity, event.order_count): event.price})
+APPLY_BOOK_DELTA = """
+-- KEYS: bids, asks, sequence, channel. ARGV: sequence, delta message, then per level
+-- side ("b"/"a"), score, member ("" when the level is gone).
+for i = 3, #ARGV, 3 do
+    local key = ARGV[i] == "b" and KEYS[1] or KEYS[2]
+    redis.call("ZREMRANGEBYSCORE", key, ARGV[i + 1], ARGV[i + 1])
+    if ARGV[i + 2] ~= "" then
+        redis.call("ZADD", key, ARGV[i + 1], ARGV[i + 2])
+    end
+end
+redis.call("SET", KEYS[3], ARGV[1])
+return redis.call("PUBLISH", KEYS[4], ARGV[2])
+"""
+"""One symbol's batch of level changes, its sequence and its delta message, atomically: a
+reader taking (levels, sequence) in one MULTI never sees half of a batch."""
+
+
+def apply_book_delta(
+    pipe: Pipeline,
+    keys: Keys,
+    symbol: str,
+    levels: list[BookLevelChanged],
+    changes: list[dict[str, Any]],
+) -> None:
+    args: list[str | int] = [
+        changes[-1]["sequence"],
+        _dumps({"type": "delta", "symbol": symbol, "levels": changes}),
+    ]
+    for level in levels:
+        member = level_member(level.price, level.quantity, level.order_count)
+        args += [
+            "b" if level.side is Side.BUY else "a",
+            level.price,
+            member if level.quantity else "",
+        ]
+    pipe.eval(
+        APPLY_BOOK_DELTA,
+        4,
+        keys.order_book(symbol, "bids"),
+        keys.order_book(symbol, "asks"),
+        keys.book_sequence(symbol),
+        keys.book_channel(symbol),
+        *args,
+    )
 
 
 def order_message(event: Event) -> dict[str, Any] | None:
@@ -106,9 +145,10 @@ def publish_events(
     """Queue the cache updates and pub/sub messages of one committed batch on ``pipe``.
 
     The cache gets each price level's final state once per batch; the delta messages keep
-    every change, so subscribers see a contiguous sequence.
+    every change, so subscribers see a contiguous sequence. ``pipe`` need not be a
+    transaction: each symbol's cache update is one atomic script.
     """
-    levels: dict[tuple[str, Side, int], BookLevelChanged] = {}
+    levels: dict[str, dict[tuple[Side, int], BookLevelChanged]] = defaultdict(dict)
     deltas: dict[str, list[dict[str, Any]]] = defaultdict(list)
     trades: dict[str, list[dict[str, Any]]] = defaultdict(list)
     user_messages: dict[int, list[dict[str, Any]]] = defaultdict(list)
@@ -116,7 +156,7 @@ def publish_events(
     for event in events:
         match event:
             case BookLevelChanged():
-                levels[event.symbol, event.side, event.price] = event
+                levels[event.symbol][event.side, event.price] = event
                 deltas[event.symbol].append(
                     {
                         "sequence": event.sequence,
@@ -158,14 +198,8 @@ def publish_events(
                 message = order_message(event)
                 if message is not None:
                     user_messages[event.user_id].append(message)  # type: ignore[union-attr]
-    for level in levels.values():
-        apply_level(pipe, keys, level)
     for symbol, changes in deltas.items():
-        pipe.set(keys.book_sequence(symbol), changes[-1]["sequence"])
-        pipe.publish(
-            keys.book_channel(symbol),
-            _dumps({"type": "delta", "symbol": symbol, "levels": changes}),
-        )
+        apply_book_delta(pipe, keys, symbol, list(levels[symbol].values()), changes)
     for symbol, symbol_trades in trades.items():
         pipe.publish(
             keys.trades_channel(symbol), _dumps({"symbol": symbol, "trades": symbol_trades})

@@ -286,14 +286,16 @@ class MatchingWorker:
 
     async def _publish(self, matched: Matched) -> None:
         batch = matched.batch
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.stream, CONSUMER_GROUP, *matched.entry_ids)
-            pipe.xdel(self.stream, *matched.entry_ids)
-            for channel, channel_replies in matched.replies.items():
-                pipe.publish(channel, orjson.dumps({"replies": channel_replies}))
+        # Book cache and events first, then the replies: a caller that reads the book after
+        # its reply sees its order. Acknowledging last only risks a harmless replay.
+        async with self.redis.pipeline(transaction=False) as pipe:
             publish_events(
                 pipe, self.keys, matched.events, matched.risk_ids, batch.executed_at.isoformat()
             )
+            for channel, channel_replies in matched.replies.items():
+                pipe.publish(channel, orjson.dumps({"replies": channel_replies}))
+            pipe.xack(self.stream, CONSUMER_GROUP, *matched.entry_ids)
+            pipe.xdel(self.stream, *matched.entry_ids)
             await pipe.execute()
         log.debug(
             "batch of %d in %.2f ms",
