@@ -53,6 +53,11 @@ class CommandTimeout(TimeoutError):
         self.command_id = command_id
 
 
+def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
 def new_command_id() -> str:
     return uuid.uuid4().hex
 
@@ -100,8 +105,11 @@ class CommandBus:
         if not 0 < len(command_id) <= MAX_COMMAND_ID_LENGTH:
             raise ValueError(f"a command id has 1 to {MAX_COMMAND_ID_LENGTH} characters")
         await self.start()
-        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._waiting[command_id].append(future)
+        # A timer on the future itself: asyncio.wait_for costs several times more per call.
+        expiry = loop.call_later(timeout, _expire, future)
         started = time.perf_counter()
         try:
             await self._send(
@@ -112,10 +120,11 @@ class CommandBus:
                     "payload": orjson.dumps(payload).decode(),
                 }
             )
-            reply = await asyncio.wait_for(future, timeout)
+            reply = await future
         except TimeoutError:
             raise CommandTimeout(command_id, timeout) from None
         finally:
+            expiry.cancel()
             waiting = self._waiting.get(command_id)
             if waiting is not None:
                 with contextlib.suppress(ValueError):
