@@ -33,6 +33,7 @@ from typing import Any
 
 import asyncpg
 import uvloop
+from redis.asyncio import Redis
 
 from app.config import Environment, Settings
 from app.kit import migrate
@@ -106,6 +107,20 @@ async def setup_users(database_url: str, bus: CommandBus, count: int) -> list[in
     return users
 
 
+async def backlog(platform: Platform, redis: Redis, traders: list[Trader], commands: int) -> float:
+    """Commands/s the worker alone carries: queue ``commands`` while it is stopped, start
+    it, and time from its first heartbeat to the last reply."""
+    platform.stop("worker")
+    replies = [asyncio.ensure_future(traders[i % len(traders)].one()) for i in range(commands)]
+    stream = Keys(platform.settings.redis_prefix).command_stream()
+    while await redis.xlen(stream) < commands:  # noqa: ASYNC110 - the condition is in Redis
+        await asyncio.sleep(0.05)
+    started = time.perf_counter()
+    startup = await asyncio.to_thread(platform.start_worker)
+    await asyncio.gather(*replies)
+    return commands / (time.perf_counter() - started - startup)
+
+
 async def burst(traders: list[Trader], commands: int) -> tuple[float, list[float]]:
     started = time.perf_counter()
     latencies = await asyncio.gather(*(traders[i % len(traders)].one() for i in range(commands)))
@@ -153,7 +168,8 @@ def latency(values: list[float]) -> str:
     return f"{percentile(values, 0.5) * 1e3:.2f} / {percentile(values, 0.99) * 1e3:.2f} ms"
 
 
-async def bench(args: argparse.Namespace, settings: Settings) -> None:
+async def bench(args: argparse.Namespace, platform: Platform) -> None:
+    settings = platform.settings
     assert settings.redis_url and settings.database_url
     redis = create_redis(settings.redis_url, max_connections=256)
     bus = CommandBus(redis, Keys(settings.redis_prefix))
@@ -162,6 +178,7 @@ async def bench(args: argparse.Namespace, settings: Settings) -> None:
         traders = [Trader(bus, user, seed, args.cross) for seed, user in enumerate(users)]
         for trader in traders:  # warm-up
             await trader.one()
+        alone = await backlog(platform, redis, traders, args.commands)
         burst_rate, burst_latencies = await burst(traders, args.commands)
         loop_rate, loop_latencies = await closed_loop(traders, args.commands)
         fixed = await offered_rate(traders, args.rate, args.seconds)
@@ -176,6 +193,10 @@ async def bench(args: argparse.Namespace, settings: Settings) -> None:
     )
     row("measure", "value")
     print("|---|---|")
+    row(
+        f"worker alone: backlog of {args.commands:,} commands → committed and answered",
+        f"{alone:,.0f} commands/s",
+    )
     row(f"burst of {args.commands:,} commands, submit→last reply", f"{burst_rate:,.0f} commands/s")
     row("burst, submit→reply p50 / p99 (queueing included)", latency(burst_latencies))
     row(f"closed loop, {args.submitters} concurrent submitters", f"{loop_rate:,.0f} commands/s")
@@ -214,7 +235,7 @@ def main() -> None:
     try:
         migrate.upgrade(database_url)
         platform.start_worker()
-        uvloop.run(bench(args, settings))
+        uvloop.run(bench(args, platform))
     finally:
         platform.stop()
         asyncio.run(svc.drop_database(server, name))

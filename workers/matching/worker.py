@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -144,6 +145,11 @@ class MatchingWorker:
         await rebuild_book_cache(self.redis, self.keys, self.engine)
         await self._ensure_group()
         log.info("engine restored in %.3fs", time.perf_counter() - started)
+        # The restored books are long-lived: keep them out of every collection, and collect
+        # the young generation less often (a batch allocates thousands of short-lived
+        # events; most die by reference counting, not by the cycle collector).
+        gc.freeze()
+        gc.set_threshold(50_000, 50, 100)
         heartbeat = asyncio.create_task(self._heartbeat())
         committer = asyncio.create_task(self._committer(), name="committer")
         publisher = asyncio.create_task(self._publisher(), name="publisher")
