@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 
 from app.config import Settings
 from app.kit.bus import CommandBus
+from app.kit.db import plain_url
 from app.kit.redis import Keys
 from tests.support.exchange import balance, cached_levels, check_invariants, deposit, place
 from tests.support.processes import Platform, process_env
@@ -185,6 +186,50 @@ async def test_a_repeated_command_id_is_applied_once_and_answered_the_same(
     )
     assert count == 1
     assert await balance(db, alice, "USDT") == (D("15.5"), D("10"))
+
+
+async def test_a_copy_arriving_while_the_first_is_being_committed_is_not_applied_again(
+    trader: NewTrader, bus: CommandBus, db: asyncpg.Connection, settings: Settings, redis: Redis
+) -> None:
+    """The matcher runs ahead of the committer: a command id whose first copy is matched
+    but not yet committed must get that copy's reply, not be applied a second time.
+
+    The retry comes through another API process (its own bus and reply channel)."""
+    replica = CommandBus(redis, Keys(settings.redis_prefix))
+    alice = await trader()
+    other = await trader()
+    await deposit(bus, other, "USDT", "1")
+    blocker = await asyncpg.connect(plain_url(settings.database_url or ""))
+    try:
+        # Hold other's balance row: the batch depositing to other cannot commit yet.
+        transaction = blocker.transaction()
+        await transaction.start()
+        await blocker.execute("SELECT 1 FROM balances WHERE user_id = $1 FOR UPDATE", other)
+        stuck = asyncio.create_task(deposit(bus, other, "USDT", "1"))
+        await asyncio.sleep(0.3)  # that batch is now waiting on the lock, in the committer
+        copy = {"user_id": alice, "asset": "USDT", "amount": "7"}
+        first = asyncio.create_task(bus.submit("deposit", copy, command_id=f"once-{alice}"))
+        await asyncio.sleep(0.3)  # matched: in flight behind the stuck batch
+        second = asyncio.create_task(replica.submit("deposit", copy, command_id=f"once-{alice}"))
+        await asyncio.sleep(0.3)
+        assert not (stuck.done() or first.done() or second.done())
+        await transaction.rollback()
+        await stuck
+        replies = [await first, await second]
+    finally:
+        await blocker.close()
+        await replica.close()
+    assert replies[0]["ok"] and replies[0] == replies[1], replies
+    assert replies[0]["balance"]["available"] == "7"
+    # The worker is still running (a second application would have failed its commit on
+    # the command id's primary key) and the balance moved once.
+    after = await deposit(bus, alice, "USDT", "1")
+    assert after["balance"]["available"] == "8"
+    assert await balance(db, alice, "USDT") == (D("8"), D("0"))
+    rows = await db.fetchval(
+        "SELECT count(*) FROM ledger_entries WHERE reference = $1", f"command:once-{alice}"
+    )
+    assert rows == 1
 
 
 async def test_worker_exposes_metrics_and_heartbeat(
