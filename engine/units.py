@@ -21,6 +21,17 @@ def to_units(value: Decimal | str | int) -> int:
     Raises ``ValueError`` for NaN, infinities and amounts with more than 8 decimals;
     nothing is ever rounded.
     """
+    if type(value) is str:
+        # Fast path for what the API sends: plain ASCII digits with at most 8 decimals.
+        whole, dot, fraction = value.partition(".")
+        if (
+            whole.isascii()
+            and whole.isdigit()
+            and fraction.isascii()
+            and (fraction.isdigit() if dot else not fraction)
+            and len(fraction) <= DECIMALS
+        ):
+            return int(whole) * SCALE + (int(fraction.ljust(DECIMALS, "0")) if dot else 0)
     if isinstance(value, bool) or not isinstance(value, Decimal | str | int):
         raise ValueError(f"not a decimal amount: {value!r}")
     try:
@@ -52,4 +63,8 @@ def fee_for(received: int, rate_ppm: int) -> int:
 
 def show(units: int) -> str:
     """Integer units as a plain decimal string for messages (``5``, ``0.0001``)."""
-    return format(from_units(units).normalize(), "f")
+    whole, fraction = divmod(-units if units < 0 else units, SCALE)
+    sign = "-" if units < 0 else ""
+    if not fraction:
+        return f"{sign}{whole}"
+    return f"{sign}{whole}.{fraction:08d}".rstrip("0")

@@ -1,8 +1,13 @@
 from decimal import Decimal
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from engine import SCALE, FeeRates, MarketSpec, fee_for, from_units, notional, to_units
+from engine.units import show
+
+units = st.integers(min_value=-(10**22), max_value=10**22)
 
 
 def test_to_units_is_exact() -> None:
@@ -11,12 +16,56 @@ def test_to_units_is_exact() -> None:
     assert to_units(3) == 3 * SCALE
     assert to_units(Decimal("0.00000001")) == 1
     assert to_units(Decimal("-2.5")) == -250_000_000
+    assert to_units("0.5") == 50_000_000
+    assert to_units("007.10") == 710_000_000
+    assert show(710_000_000) == "7.1"
+    assert show(-5) == "-0.00000005"
+    assert show(100 * SCALE) == "100"
 
 
 @pytest.mark.parametrize("bad", ["0.000000001", "1.123456789", "NaN", "Infinity", "abc", 1.5, True])
 def test_to_units_refuses_what_it_would_have_to_round(bad: object) -> None:
     with pytest.raises(ValueError):
         to_units(bad)  # type: ignore[arg-type]
+
+
+@given(units)
+def test_show_is_the_normalised_decimal(amount: int) -> None:
+    assert show(amount) == format(from_units(amount).normalize(), "f")
+    assert to_units(show(amount)) == amount
+
+
+@given(
+    st.text(alphabet="0123456789.-+eE _\u0660\u00b2", max_size=14)
+    | units.map(lambda u: format(from_units(u), "f"))
+)
+def test_the_string_fast_path_agrees_with_decimal(text: str) -> None:
+    """Plain digit strings skip Decimal; whatever they are, the answer is Decimal's."""
+    try:
+        expected: int | str = _decimal_units(text)
+    except ValueError:
+        expected = "refused"
+    try:
+        got: int | str = to_units(text)
+    except ValueError:
+        got = "refused"
+    assert got == expected
+
+
+def _decimal_units(text: str) -> int:
+    """The definition: Decimal's reading of ``text``, refused unless exact in 1e-8 units."""
+    from decimal import InvalidOperation
+
+    try:
+        amount = Decimal(text)
+    except InvalidOperation:
+        raise ValueError(text) from None
+    if not amount.is_finite():
+        raise ValueError(text)
+    scaled = amount.scaleb(8)
+    if scaled != scaled.to_integral_value():
+        raise ValueError(text)
+    return int(scaled)
 
 
 def test_from_units_has_eight_decimals() -> None:

@@ -50,7 +50,11 @@ def money(units: int | None) -> str | None:
 
 
 def _with_money(row: Row) -> Row:
-    return {k: money(v) if k in AMOUNT_COLUMNS else v for k, v in row.items()}
+    row = row.copy()
+    for column in AMOUNT_COLUMNS:
+        if column in row:
+            row[column] = money(row[column])
+    return row
 
 
 def _json(rows: list[Row]) -> str:
