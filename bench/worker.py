@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform as host
 import random
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import psutil
 import uvloop
 from redis.asyncio import Redis
 
@@ -121,10 +123,35 @@ async def backlog(platform: Platform, redis: Redis, traders: list[Trader], comma
     return commands / (time.perf_counter() - started - startup)
 
 
-async def burst(traders: list[Trader], commands: int) -> tuple[float, list[float]]:
+def cpu_seconds(platform: Platform) -> dict[str, float]:
+    """CPU time so far of each part: worker, PostgreSQL backends of the bench database,
+    Redis, and this process (the load generator)."""
+    database = (platform.settings.database_url or "").rsplit("/", 1)[-1]
+    totals = dict.fromkeys(("worker", "PostgreSQL", "Redis", "load generator"), 0.0)
+    parts = {platform.procs["worker"].pid: "worker", os.getpid(): "load generator"}
+    for proc in psutil.process_iter(["pid", "name", "cmdline"]):
+        cmdline = " ".join(proc.info["cmdline"] or ())
+        part = parts.get(proc.info["pid"])
+        if part is None and proc.info["name"] == "postgres" and database in cmdline:
+            part = "PostgreSQL"
+        elif part is None and (proc.info["name"] or "").startswith("redis-server"):
+            part = "Redis"
+        if part is not None:
+            with contextlib.suppress(psutil.Error):
+                times = proc.cpu_times()
+                totals[part] += times.user + times.system
+    return totals
+
+
+async def burst(
+    platform: Platform, traders: list[Trader], commands: int
+) -> tuple[float, list[float], dict[str, float]]:
+    before = cpu_seconds(platform)
     started = time.perf_counter()
     latencies = await asyncio.gather(*(traders[i % len(traders)].one() for i in range(commands)))
-    return commands / (time.perf_counter() - started), latencies
+    rate = commands / (time.perf_counter() - started)
+    after = cpu_seconds(platform)
+    return rate, latencies, {part: (after[part] - before[part]) / commands for part in after}
 
 
 async def closed_loop(traders: list[Trader], commands: int) -> tuple[float, list[float]]:
@@ -179,7 +206,7 @@ async def bench(args: argparse.Namespace, platform: Platform) -> None:
         for trader in traders:  # warm-up
             await trader.one()
         alone = await backlog(platform, redis, traders, args.commands)
-        burst_rate, burst_latencies = await burst(traders, args.commands)
+        burst_rate, burst_latencies, cpu = await burst(platform, traders, args.commands)
         loop_rate, loop_latencies = await closed_loop(traders, args.commands)
         fixed = await offered_rate(traders, args.rate, args.seconds)
     finally:
@@ -199,6 +226,11 @@ async def bench(args: argparse.Namespace, platform: Platform) -> None:
     )
     row(f"burst of {args.commands:,} commands, submit→last reply", f"{burst_rate:,.0f} commands/s")
     row("burst, submit→reply p50 / p99 (queueing included)", latency(burst_latencies))
+    row(
+        "burst, CPU per command",
+        ", ".join(f"{part} {seconds * 1e6:.0f} µs" for part, seconds in cpu.items())
+        + f" (total {sum(cpu.values()) * 1e6:.0f} µs)",
+    )
     row(f"closed loop, {args.submitters} concurrent submitters", f"{loop_rate:,.0f} commands/s")
     row("closed loop, submit→reply p50 / p99", latency(loop_latencies))
     row(f"{args.rate:,.0f} commands/s offered, submit→reply p50 / p99", latency(fixed))

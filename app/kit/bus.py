@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -53,6 +54,11 @@ class CommandTimeout(TimeoutError):
         self.command_id = command_id
 
 
+@functools.cache
+def _reply_seconds(kind: str) -> Histogram:
+    return COMMAND_REPLY_SECONDS.labels(kind)
+
+
 def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
@@ -75,7 +81,7 @@ class CommandBus:
         self._subscribed = asyncio.Event()
         self._start_lock = asyncio.Lock()
         # Commands submitted in the same event-loop turn go to Redis in one pipeline.
-        self._outbox: list[tuple[dict[str, str], asyncio.Future[None]]] = []
+        self._outbox: list[tuple[list[str], asyncio.Future[dict[str, Any]]]] = []
         self._flush_scheduled = False
         self._flushes: set[asyncio.Task[None]] = set()
 
@@ -112,13 +118,18 @@ class CommandBus:
         expiry = loop.call_later(timeout, _expire, future)
         started = time.perf_counter()
         try:
-            await self._send(
-                {
-                    "id": command_id,
-                    "kind": kind,
-                    "reply_to": self.reply_channel,
-                    "payload": orjson.dumps(payload).decode(),
-                }
+            self._send(
+                [
+                    "id",
+                    command_id,
+                    "kind",
+                    kind,
+                    "reply_to",
+                    self.reply_channel,
+                    "payload",
+                    orjson.dumps(payload).decode(),
+                ],
+                future,
             )
             reply = await future
         except TimeoutError:
@@ -131,17 +142,16 @@ class CommandBus:
                     waiting.remove(future)
                 if not waiting:
                     del self._waiting[command_id]
-        COMMAND_REPLY_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        _reply_seconds(kind).observe(time.perf_counter() - started)
         return reply
 
-    async def _send(self, fields: dict[str, str]) -> None:
-        """XADD ``fields``, batched with whatever else is submitted in this loop turn."""
-        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outbox.append((fields, sent))
+    def _send(self, fields: list[str], reply: asyncio.Future[dict[str, Any]]) -> None:
+        """Queue an XADD of ``fields``, pipelined with whatever else is submitted in this loop
+        turn; if Redis refuses it, ``reply`` gets the error."""
+        self._outbox.append((fields, reply))
         if not self._flush_scheduled:
             self._flush_scheduled = True
             asyncio.get_running_loop().call_soon(self._start_flush)
-        await sent
 
     def _start_flush(self) -> None:
         task = asyncio.get_running_loop().create_task(self._flush())
@@ -150,19 +160,16 @@ class CommandBus:
 
     async def _flush(self) -> None:
         batch, self._outbox, self._flush_scheduled = self._outbox, [], False
+        stream = self._keys.command_stream()
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for fields, _ in batch:
-                    pipe.xadd(self._keys.command_stream(), fields)  # type: ignore[arg-type]
+                    pipe.execute_command("XADD", stream, "*", *fields)
                 await pipe.execute()
         except Exception as exc:
-            for _, sent in batch:
-                if not sent.done():
-                    sent.set_exception(exc)
-            return
-        for _, sent in batch:
-            if not sent.done():
-                sent.set_result(None)
+            for _, reply in batch:
+                if not reply.done():
+                    reply.set_exception(exc)
 
     async def _listen(self) -> None:
         """Resolve futures from the reply channel; resubscribe if Redis goes away."""
