@@ -55,7 +55,7 @@ from engine.events import (
 )
 from engine.market import DEFAULT_FEE_TIERS, DEFAULT_TIER, FeeRates, MarketSpec
 from engine.snapshot import BalanceState, EngineSnapshot, RestingOrderState
-from engine.units import PPM, SCALE, show
+from engine.units import MAX_AMOUNT, PPM, SCALE, show
 
 BUY, SELL = Side.BUY, Side.SELL
 LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
@@ -85,15 +85,24 @@ class _Rejected(Exception):
         self.event = CommandRejected(code, message, field)
 
 
+def _below_max(value: int, field: str) -> int:
+    if value > MAX_AMOUNT:
+        raise _Rejected(
+            RejectCode.INVALID_INPUT, f"{field} is above the largest {show(MAX_AMOUNT)}", field
+        )
+    return value
+
+
 def _positive_int(value: object, field: str) -> int:
     if type(value) is not int or value <= 0:
         raise _Rejected(RejectCode.INVALID_INPUT, f"{field} must be a positive integer", field)
-    return value
+    return _below_max(value, field)
 
 
 def _on_grid(value: object, step: int, field: str) -> int:
     if type(value) is not int or value <= 0:
         raise _Rejected(RejectCode.INVALID_INPUT, f"{field} must be positive", field)
+    _below_max(value, field)
     if value % step:
         raise _Rejected(
             RejectCode.INVALID_INPUT, f"{field} is not a multiple of {show(step)}", field
@@ -183,6 +192,8 @@ class Engine:
         self._balances = self._accounts.by_user
         self._books: dict[str, OrderBook] = {}
         self._assets: set[str] = set()
+        self._supply: dict[str, int] = {}
+        """Units of each asset held on the exchange (trades move them, never create them)."""
         for spec in markets:
             if spec.symbol in self._books:
                 raise ValueError(f"duplicate market {spec.symbol}")
@@ -277,8 +288,8 @@ class Engine:
             and (side is BUY or side is SELL)
             and type(quantity) is int
             and type(price) is int
-            and quantity > 0
-            and price > 0
+            and 0 < quantity <= MAX_AMOUNT
+            and 0 < price <= MAX_AMOUNT
             and not quantity % book.lot_size
             and not price % book.tick_size
             and price * quantity // SCALE >= book.min_notional
@@ -955,6 +966,14 @@ class Engine:
 
     def _deposit(self, cmd: Deposit) -> list[Event]:
         self._checked_amount(cmd.user_id, cmd.asset, cmd.amount)
+        held = self._supply.get(cmd.asset, 0)
+        if held + cmd.amount > MAX_AMOUNT:
+            raise _Rejected(
+                RejectCode.RISK_REJECTED,
+                f"the exchange cannot hold more than {show(MAX_AMOUNT)} {cmd.asset}",
+                "amount",
+            )
+        self._supply[cmd.asset] = held + cmd.amount
         balance = self._accounts.get(cmd.user_id, cmd.asset)
         balance.available += cmd.amount
         return [
@@ -978,6 +997,7 @@ class Engine:
             )
         balance = self._accounts.get(cmd.user_id, cmd.asset)
         balance.available -= cmd.amount
+        self._supply[cmd.asset] -= cmd.amount
         return [
             BalanceChanged(
                 cmd.user_id,
@@ -1071,6 +1091,10 @@ class Engine:
                 raise ValueError(f"balance given twice: {held.user_id} {held.asset}")
             balance.available = held.available
             balance.locked = held.locked
+            supply = engine._supply.get(held.asset, 0) + held.available + held.locked
+            if supply > MAX_AMOUNT:
+                raise ValueError(f"more {held.asset} than an amount can hold")
+            engine._supply[held.asset] = supply
         for user_id, tier in snapshot.user_fee_tiers.items():
             if tier not in engine._fee_tiers:
                 raise ValueError(f"user {user_id} is on unknown fee tier {tier}")

@@ -10,6 +10,10 @@ SCALE = 10**8
 """Units per whole coin: amounts are stored like PostgreSQL ``DECIMAL(20, 8)``."""
 
 DECIMALS = 8
+MAX_AMOUNT = 10**20 - 1
+"""The largest amount or price the record holds (``DECIMAL(20, 8)``: 999,999,999,999.99999999).
+The engine refuses anything larger, and any deposit that would make the exchange hold more
+of an asset, so no balance, order or trade can ever fail to be written."""
 _QUANTUM = Decimal(1).scaleb(-DECIMALS)
 PPM = 1_000_000
 """Fee rates are parts per million: 0.100 % is 1000."""

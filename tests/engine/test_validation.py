@@ -10,6 +10,7 @@ from engine import (
     CommandRejected,
     Deposit,
     Engine,
+    Event,
     HaltMarket,
     OrderType,
     PlaceOrder,
@@ -20,6 +21,7 @@ from engine import (
     TimeInForce,
     Withdraw,
 )
+from engine.units import MAX_AMOUNT
 from tests.engine.factories import BTC, create_engine, limit, u
 
 BUY, SELL = Side.BUY, Side.SELL
@@ -83,6 +85,11 @@ PLACE_REJECTIONS = [
         RejectCode.POST_ONLY_WOULD_TAKE,
         "price",
     ),
+    # Amounts the record (DECIMAL(20, 8)) cannot hold: a tiny quantity at a huge price
+    # would be affordable, and used to make the worker's commit fail.
+    (PlaceOrder(1, BTC, BUY, LIMIT, u("0.0001"), u("1000000000000")), INVALID, "price"),
+    (PlaceOrder(1, BTC, BUY, LIMIT, u("1000000000000"), u("0.01")), INVALID, "quantity"),
+    (PlaceOrder(1, BTC, BUY, MARKET, u("1000000000000")), INVALID, "quantity"),
 ]
 
 
@@ -105,6 +112,8 @@ OTHER_REJECTIONS = [
     (Deposit(1, "DOGE", u("1")), INVALID, "asset"),
     (Deposit(1, "USDT", 0), INVALID, "amount"),
     (Deposit(1, "USDT", -5), INVALID, "amount"),
+    (Deposit(1, "USDT", MAX_AMOUNT + 1), INVALID, "amount"),
+    (Deposit(3, "BTC", MAX_AMOUNT - u("2")), RejectCode.RISK_REJECTED, "amount"),  # 3 held
     (Withdraw(1, "USDT", u("100000.00000001")), RejectCode.INSUFFICIENT_BALANCE, "amount"),
     (Withdraw(1, "USDT", u("80001")), RejectCode.INSUFFICIENT_BALANCE, "amount"),  # 20000 locked
     (Withdraw(1, "USDT", 0), INVALID, "amount"),
@@ -125,6 +134,7 @@ OTHER_REJECTIONS = [
     (AmendOrder(1, 2, None, u("40000.001")), INVALID, "price"),
     (AmendOrder(1, 2, u("0.0002")), INVALID, "quantity"),  # below the minimum notional
     (AmendOrder(1, 2, u("2.6")), RejectCode.INSUFFICIENT_BALANCE, None),  # 104000 > 100000
+    (AmendOrder(1, 2, None, MAX_AMOUNT + 1), INVALID, "price"),
 ]
 
 
@@ -138,6 +148,22 @@ def test_bad_command_is_rejected_and_changes_nothing(
     assert [(e.code, e.field) for e in events if isinstance(e, CommandRejected)] == [(code, field)]
     assert len(events) == 1
     assert engine.snapshot() == before
+
+
+def test_the_exchange_holds_up_to_the_largest_amount_of_an_asset() -> None:
+    engine = funded()  # 3 BTC held in all
+    room = MAX_AMOUNT - u("3")
+    assert not _rejected(engine.process(Deposit(3, "BTC", room)))
+    assert _rejected(engine.process(Deposit(3, "BTC", 1))) == [RejectCode.RISK_REJECTED]
+    assert not _rejected(engine.process(Withdraw(3, "BTC", u("1"))))
+    assert not _rejected(engine.process(Deposit(4, "BTC", u("1"))))
+    # A restored engine knows what is held, too.
+    restored = Engine.restore(engine.snapshot())
+    assert _rejected(restored.process(Deposit(5, "BTC", 1))) == [RejectCode.RISK_REJECTED]
+
+
+def _rejected(events: list[Event]) -> list[RejectCode]:
+    return [e.code for e in events if isinstance(e, CommandRejected)]
 
 
 def test_unknown_command_is_a_programming_error() -> None:

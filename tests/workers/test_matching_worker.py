@@ -128,6 +128,14 @@ async def test_rejections_are_typed_and_write_only_what_the_rules_say(
     assert unknown_user["error"]["code"] == "NOT_FOUND"
     float_amount = await bus.submit("deposit", {"user_id": alice, "asset": "USDT", "amount": 1.5})
     assert float_amount["error"]["code"] == "INVALID_INPUT"
+    # Amounts the record (DECIMAL(20, 8)) cannot hold are refused before anything else,
+    # instead of failing the worker's commit.
+    huge = await place(bus, alice, "ETH-USDT", "BUY", "0.0001", "1000000000000")
+    assert (huge["error"]["code"], huge["error"]["field"]) == ("INVALID_INPUT", "price")
+    too_much = await bus.submit(
+        "deposit", {"user_id": alice, "asset": "USDT", "amount": "1000000000000"}
+    )
+    assert (too_much["error"]["code"], too_much["error"]["field"]) == ("INVALID_INPUT", "amount")
     assert await counts() == before
 
     # Another user's order is NOT_FOUND to them, and stays open.
