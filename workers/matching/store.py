@@ -11,6 +11,7 @@ arrays costs asyncpg a Python-level check per element and binary ``numeric`` enc
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -169,6 +170,7 @@ class Batch:
         Returns the ids of the new risk events, in order.
         """
         self.executed_at = datetime.now(UTC)
+        executed_at = self.executed_at.isoformat()
         trades = [
             {
                 "id": e.trade_id,
@@ -182,6 +184,7 @@ class Batch:
                 "buyer_user_id": e.buyer_user_id,
                 "seller_user_id": e.seller_user_id,
                 "taker_side": e.taker_side.value,
+                "executed_at": executed_at,
             }
             for e in self.trades
         ]
@@ -208,30 +211,30 @@ class Batch:
             }
             for symbol in sorted(set(self.market_status) | set(self.book_sequences))
         ]
-        rows = await conn.fetch(
-            WRITE_BATCH,
-            _json([_with_money(o) for o in self.new_orders.values()]),
-            _json([_with_money(c) for c in self.changed_orders.values()]),
-            _json(trades),
-            self.executed_at,
-            _json(balances),
-            _json(self.ledger),
-            _json(self.processed),
-            _json(risk),
-            _json(markets),
-            _json([{"id": user, "fee_tier": tier} for user, tier in self.fee_tiers.items()]),
-        )
-        return [row["id"] for row in rows]
+        tables = {
+            "new_orders": [_with_money(o) for o in self.new_orders.values()],
+            "changed_orders": [_with_money(c) for c in self.changed_orders.values()],
+            "new_trades": trades,
+            "new_balances": balances,
+            "new_ledger": self.ledger,
+            "new_processed": self.processed,
+            "changed_markets": markets,
+            "changed_fee_tiers": [{"id": u, "fee_tier": t} for u, t in self.fee_tiers.items()],
+            "new_risk_events": risk,
+        }
+        written = {name: rows for name, rows in tables.items() if rows}
+        result = await conn.fetch(statement(tuple(written)), *map(_json, written.values()))
+        return [row["id"] for row in result]
 
 
-WRITE_BATCH = """
-WITH new_orders AS (
+WRITES = {
+    "new_orders": """
     INSERT INTO orders (id, user_id, symbol, side, type, quantity, price, filled_quantity,
         status, client_order_id, time_in_force, post_only, priority, cancel_reason)
     SELECT id, user_id, symbol, side, type, quantity, price, filled_quantity, status,
         client_order_id, time_in_force, post_only, priority, cancel_reason
-    FROM json_populate_recordset(NULL::orders, $1::json)
-), changed_orders AS (
+    FROM json_populate_recordset(NULL::orders, $?::json)""",
+    "changed_orders": """
     UPDATE orders o SET
         filled_quantity = COALESCE(u.filled_quantity, o.filled_quantity),
         status = COALESCE(u.status, o.status),
@@ -239,49 +242,63 @@ WITH new_orders AS (
         price = COALESCE(u.price, o.price),
         priority = COALESCE(u.priority, o.priority),
         cancel_reason = COALESCE(u.cancel_reason, o.cancel_reason)
-    FROM json_populate_recordset(NULL::orders, $2::json) AS u
-    WHERE o.id = u.id
-), new_trades AS (
+    FROM json_populate_recordset(NULL::orders, $?::json) AS u
+    WHERE o.id = u.id""",
+    "new_trades": """
     INSERT INTO trades (id, symbol, buyer_order_id, seller_order_id, quantity, price,
         buyer_fee, seller_fee, buyer_user_id, seller_user_id, taker_side, executed_at)
     SELECT id, symbol, buyer_order_id, seller_order_id, quantity, price, buyer_fee,
-        seller_fee, buyer_user_id, seller_user_id, taker_side, $4::timestamptz
-    FROM json_populate_recordset(NULL::trades, $3::json)
-), new_balances AS (
+        seller_fee, buyer_user_id, seller_user_id, taker_side, executed_at
+    FROM json_populate_recordset(NULL::trades, $?::json)""",
+    "new_balances": """
     INSERT INTO balances (user_id, asset, available, locked)
     SELECT user_id, asset, available, locked
-    FROM json_populate_recordset(NULL::balances, $5::json)
+    FROM json_populate_recordset(NULL::balances, $?::json)
     ON CONFLICT (user_id, asset) DO UPDATE
-        SET available = EXCLUDED.available, locked = EXCLUDED.locked
-), new_ledger AS (
+        SET available = EXCLUDED.available, locked = EXCLUDED.locked""",
+    "new_ledger": """
     INSERT INTO ledger_entries (user_id, asset, available_delta, locked_delta, reason,
         reference)
     SELECT user_id, asset, available_delta, locked_delta, reason, reference
-    FROM json_populate_recordset(NULL::ledger_entries, $6::json)
-), new_processed AS (
+    FROM json_populate_recordset(NULL::ledger_entries, $?::json)""",
+    "new_processed": """
     INSERT INTO processed_commands (command_id, kind, user_id, result)
     SELECT command_id, kind, user_id, result
-    FROM json_populate_recordset(NULL::processed_commands, $7::json)
-), changed_markets AS (
+    FROM json_populate_recordset(NULL::processed_commands, $?::json)""",
+    "changed_markets": """
     UPDATE markets m SET
         status = COALESCE(u.status, m.status),
         halt_reason = CASE WHEN u.status IS NULL THEN m.halt_reason ELSE u.halt_reason END,
         book_sequence = COALESCE(u.book_sequence, m.book_sequence)
-    FROM json_to_recordset($9::json)
+    FROM json_to_recordset($?::json)
         AS u(symbol varchar, status varchar, halt_reason text, book_sequence bigint)
-    WHERE m.symbol = u.symbol
-), changed_fee_tiers AS (
+    WHERE m.symbol = u.symbol""",
+    "changed_fee_tiers": """
     UPDATE users SET fee_tier = u.fee_tier, fee_tier_override = true
-    FROM json_to_recordset($10::json) AS u(id bigint, fee_tier int)
-    WHERE users.id = u.id
-), new_risk_events AS (
+    FROM json_to_recordset($?::json) AS u(id bigint, fee_tier int)
+    WHERE users.id = u.id""",
+    "new_risk_events": """
     INSERT INTO risk_events (user_id, event_type, severity, description, metadata)
     SELECT user_id, event_type, severity, description, metadata
-    FROM json_populate_recordset(NULL::risk_events, $8::json)
-    RETURNING id
-)
-SELECT id FROM new_risk_events ORDER BY id
-"""
+    FROM json_populate_recordset(NULL::risk_events, $?::json)
+    RETURNING id""",
+}
+"""One data-modifying CTE per table, each fed one JSON document of rows."""
+
+
+@functools.cache
+def statement(tables: tuple[str, ...]) -> str:
+    """The one statement writing ``tables`` (the ones with rows in this batch).
+
+    Leaving out the empty ones matters for small batches: PostgreSQL opens every target
+    table and its indexes for each CTE at every execution, rows or not.
+    """
+    ctes = ",\n".join(
+        f"{name} AS ({WRITES[name].replace('$?', f'${n}')}\n)" for n, name in enumerate(tables, 1)
+    )
+    if "new_risk_events" in tables:
+        return f"WITH {ctes}\nSELECT id FROM new_risk_events ORDER BY id"
+    return f"WITH {ctes}\nSELECT NULL::bigint AS id WHERE false"
 
 
 def _reference(event: BalanceChanged, command_id: str) -> str:
