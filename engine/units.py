@@ -4,6 +4,7 @@
 integers so that nothing is ever rounded by accident. See docs/adr/0001-engine-integer-amounts.md.
 """
 
+import functools
 from decimal import Decimal, InvalidOperation
 
 SCALE = 10**8
@@ -65,8 +66,12 @@ def fee_for(received: int, rate_ppm: int) -> int:
     return -(-received * rate_ppm // PPM)
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def show(units: int) -> str:
-    """Integer units as a plain decimal string for messages (``5``, ``0.0001``)."""
+    """Integer units as a plain decimal string for messages (``5``, ``0.0001``).
+
+    Cached: prices, sizes and fees repeat all day, and every amount of every event is
+    shown in messages and written to the database."""
     whole, fraction = divmod(-units if units < 0 else units, SCALE)
     sign = "-" if units < 0 else ""
     if not fraction:

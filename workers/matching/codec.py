@@ -168,6 +168,14 @@ def reply_for(command: Command, events: list[Event]) -> dict[str, Any]:
         match event:
             case CommandRejected():
                 return rejected(event.code, event.message, event.field)
+            case BalanceChanged():  # the most frequent event
+                if isinstance(command, Deposit | Withdraw):
+                    reply["balance"] = {
+                        "user_id": event.user_id,
+                        "asset": event.asset,
+                        "available": show(event.available),
+                        "locked": show(event.locked),
+                    }
             case OrderAccepted() | OrderAmended():
                 if event.order_id not in order_ids:
                     order_ids.append(event.order_id)
@@ -182,13 +190,6 @@ def reply_for(command: Command, events: list[Event]) -> dict[str, Any]:
                     order_ids.append(event.order_id)
             case OrderUpdated():
                 pass
-            case BalanceChanged() if isinstance(command, Deposit | Withdraw):
-                reply["balance"] = {
-                    "user_id": event.user_id,
-                    "asset": event.asset,
-                    "available": show(event.available),
-                    "locked": show(event.locked),
-                }
             case MarketHalted() | MarketResumed():
                 reply["symbol"] = event.symbol
     reply["order_id"] = order_ids[0] if order_ids else None

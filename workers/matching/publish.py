@@ -19,6 +19,7 @@ from redis.asyncio.client import Pipeline
 
 from app.kit.redis import Keys
 from engine import (
+    BalanceChanged,
     BookLevelChanged,
     Engine,
     Event,
@@ -155,6 +156,8 @@ def publish_events(
     risk_iter = iter(risk_ids)
     for event in events:
         match event:
+            case BalanceChanged():  # the most frequent; not published (balances are read)
+                continue
             case BookLevelChanged():
                 levels[event.symbol][event.side, event.price] = event
                 deltas[event.symbol].append(
