@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import asyncpg
@@ -166,3 +167,49 @@ async def test_restart_with_thousands_of_resting_orders_rebuilds_the_same_book(
     reply = await place(bus, users[0], "BTC-USDT", "BUY", "0.01", "1000")
     assert reply["ok"]
     assert await redis.get(keys.book_sequence("BTC-USDT")) == str(sequence + 1)
+
+
+async def test_entries_left_pending_by_another_consumer_are_all_claimed_and_applied_once(
+    platform: Platform,
+    bus: CommandBus,
+    db: asyncpg.Connection,
+    redis: Redis,
+    settings: Settings,
+    trader: NewTrader,
+) -> None:
+    """A worker of an older deployment (another consumer name) read entries and died.
+
+    The new worker claims every one of them - more than one claim round's worth - and
+    applies each once, before anything newer; the stream holds nothing processed after."""
+    alice = await trader()
+    stream = Keys(settings.redis_prefix).command_stream()
+    platform.stop("worker")
+    count = 1_500
+    replies = [
+        asyncio.ensure_future(
+            bus.submit(
+                "deposit",
+                {"user_id": alice, "asset": "USDT", "amount": "0.01"},
+                command_id=f"orphan-{alice}-{i}",
+                timeout=30,
+            )
+        )
+        for i in range(count)
+    ]
+    while await redis.xlen(stream) < count:  # noqa: ASYNC110 - the condition is in Redis
+        await asyncio.sleep(0.02)
+    taken: Any = await redis.xreadgroup("matching", "old-deployment", {stream: ">"}, count=count)
+    assert len(taken[0][1]) == count
+    await asyncio.to_thread(platform.start_worker)
+    answers = await asyncio.gather(*replies)
+
+    assert all(answer["ok"] for answer in answers)
+    assert await db.fetchval(
+        "SELECT available FROM balances WHERE user_id = $1 AND asset = 'USDT'", alice
+    ) == Decimal("15")
+    assert (
+        await db.fetchval("SELECT count(*) FROM ledger_entries WHERE user_id = $1", alice) == count
+    )
+    pending: Any = await redis.xpending(stream, "matching")
+    assert pending["pending"] == 0
+    assert await redis.xlen(stream) == 0

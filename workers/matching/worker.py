@@ -194,8 +194,17 @@ class MatchingWorker:
 
     async def _drain_pending(self) -> None:
         """Entries delivered before a crash but never acknowledged, oldest first."""
-        # Entries claimed by a consumer of another name (an older deployment) come to us.
-        await self.redis.xautoclaim(self.stream, CONSUMER_GROUP, CONSUMER, 0, "0-0", count=10_000)
+        # Entries claimed by a consumer of another name (an older deployment) come to us,
+        # all of them: the stream is trimmed up to each processed batch.
+        cursor = "0-0"
+        while True:
+            # (redis-py drops the cursor from JUSTID replies, so the entries come too.)
+            claimed: Any = await self.redis.xautoclaim(
+                self.stream, CONSUMER_GROUP, CONSUMER, 0, cursor, count=1_000
+            )
+            cursor = claimed[0]
+            if cursor == "0-0":
+                break
         while entries := await self._read("0", block=None):
             await self.batches.put(await self._match(entries, after_crash=True))
             # Re-reading "0" would return these entries again until they are acknowledged.
