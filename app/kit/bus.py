@@ -75,19 +75,21 @@ def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
 
 
 _last_id_ns = 0
+_PROCESS_TAG = secrets.token_hex(8)
 
 
 def new_command_id() -> str:
-    """A unique id that sorts by creation time: nanoseconds, then 64 random bits.
+    """A unique id that sorts by creation time: nanoseconds, then this process's tag.
 
     Time order puts each new id at the right-hand end of the primary key of
     ``processed_commands`` instead of on a random page of an index that outgrows memory.
-    Within a process the time part strictly increases, even if the clock stalls or steps
-    back."""
+    The time part strictly increases within a process (even if the clock stalls or steps
+    back) and the tag is 64 random bits drawn once per process, so ids never repeat -
+    without a random-number syscall per command."""
     global _last_id_ns
     now = time.time_ns()
     _last_id_ns = now if now > _last_id_ns else _last_id_ns + 1
-    return f"{_last_id_ns:016x}{secrets.token_hex(8)}"
+    return f"{_last_id_ns:016x}{_PROCESS_TAG}"
 
 
 class CommandBus:
@@ -109,6 +111,8 @@ class CommandBus:
         self._append = redis.register_script(APPEND_COMMANDS)
 
     async def start(self) -> None:
+        if self._subscribed.is_set():
+            return
         async with self._start_lock:
             if self._listener is None:
                 self._listener = asyncio.create_task(self._listen(), name="command-replies")
@@ -120,6 +124,7 @@ class CommandBus:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
             self._listener = None
+            self._subscribed.clear()
 
     async def submit(
         self,
