@@ -250,6 +250,12 @@ async def test_worker_exposes_metrics_and_heartbeat(
     assert 'tradegraph_worker_commands_total{kind="resume",outcome="ok"}' in text
     assert "tradegraph_worker_batch_size_bucket" in text
     assert "tradegraph_worker_commit_seconds_bucket" in text
+    replied = [
+        line
+        for line in text.splitlines()
+        if line.startswith("tradegraph_worker_command_to_reply_seconds_count")
+    ]
+    assert replied and float(replied[0].split()[-1]) >= 1
     heartbeat = json.loads(await redis.get(Keys(settings.redis_prefix).worker_heartbeat()) or "{}")
     assert heartbeat["pid"] == platform.procs["worker"].pid
 

@@ -70,6 +70,12 @@ COMMIT_SECONDS = Histogram(
     "Time to write and commit one batch",
     buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
 )
+REPLY_SECONDS = Histogram(
+    "tradegraph_worker_command_to_reply_seconds",
+    "From a command's arrival on the stream (its entry id's time, to the millisecond) to "
+    "its reply being published",
+    buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
 
 
 def _decode(kind: str, payload_text: str) -> Command | dict[str, Any]:
@@ -320,6 +326,9 @@ class MatchingWorker:
             # trim by id instead of naming every entry again.
             pipe.xtrim(self.stream, minid=_after(matched.entry_ids[-1]), approximate=False)
             await pipe.execute()
+        now_ms = time.time() * 1000
+        for entry_id in matched.entry_ids:
+            REPLY_SECONDS.observe(max(0.0, now_ms - int(entry_id.partition("-")[0])) / 1000)
         log.debug(
             "batch of %d in %.2f ms",
             len(matched.entry_ids),
