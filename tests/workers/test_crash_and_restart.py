@@ -213,3 +213,85 @@ async def test_entries_left_pending_by_another_consumer_are_all_claimed_and_appl
     pending: Any = await redis.xpending(stream, "matching")
     assert pending["pending"] == 0
     assert await redis.xlen(stream) == 0
+
+
+async def test_a_command_that_crashes_the_worker_is_isolated_and_answered_as_failed(
+    platform: Platform,
+    bus: CommandBus,
+    db: asyncpg.Connection,
+    redis: Redis,
+    settings: Settings,
+    trader: NewTrader,
+) -> None:
+    """A poison pill (here: an order the database refuses at commit, through a trigger the
+    test installs) crashes the worker on every delivery. After the first crash the pending
+    entries run one at a time: the commands read with it are applied, and the pill alone
+    is answered as failed once it has been delivered more than three times."""
+    alice = await trader()
+    await deposit(bus, alice, "USDT", "1000")
+    pill = f"poison-{uuid.uuid4().hex[:8]}"
+    await db.execute(
+        f"""
+        CREATE FUNCTION refuse_{pill.replace("-", "_")}() RETURNS trigger AS $$
+        BEGIN
+            IF NEW.client_order_id = '{pill}' THEN RAISE EXCEPTION 'poison pill'; END IF;
+            RETURN NEW;
+        END $$ LANGUAGE plpgsql;
+        CREATE TRIGGER refuse_{pill.replace("-", "_")} BEFORE INSERT ON orders
+            FOR EACH ROW EXECUTE FUNCTION refuse_{pill.replace("-", "_")}();
+        """
+    )
+    stream = Keys(settings.redis_prefix).command_stream()
+    try:
+        platform.stop("worker")
+
+        def order(client_order_id: str) -> dict[str, Any]:
+            return {
+                "user_id": alice,
+                "symbol": "ETH-USDT",
+                "side": "BUY",
+                "type": "LIMIT",
+                "quantity": "0.1",
+                "price": "100",
+                "client_order_id": client_order_id,
+            }
+
+        names = [f"{pill}-before", pill, f"{pill}-after"]
+        replies = [
+            asyncio.ensure_future(bus.submit("place", order(name), timeout=60)) for name in names
+        ]
+        while await redis.xlen(stream) < len(names):  # noqa: ASYNC110 - the condition is in Redis
+            await asyncio.sleep(0.02)
+        crashes = 0
+        while not all(reply.done() for reply in replies):
+            assert crashes <= 4, "the worker kept crashing"
+            await asyncio.to_thread(platform.start_worker)
+            worker = platform.procs["worker"]
+            for _ in range(200):
+                if worker.poll() is not None or all(reply.done() for reply in replies):
+                    break
+                await asyncio.sleep(0.05)
+            if worker.poll() is not None:
+                crashes += 1
+        before, poisoned, after = [reply.result() for reply in replies]
+    finally:
+        await db.execute(f"DROP TRIGGER IF EXISTS refuse_{pill.replace('-', '_')} ON orders")
+        await db.execute(f"DROP FUNCTION IF EXISTS refuse_{pill.replace('-', '_')}()")
+        if platform.procs.get("worker") is None or platform.procs["worker"].poll() is not None:
+            await asyncio.to_thread(platform.start_worker)
+
+    assert crashes == 3
+    assert before["ok"] and after["ok"], (before, after)
+    assert poisoned == {
+        "ok": False,
+        "error": {
+            "code": "INTERNAL",
+            "message": "the worker could not process this command",
+            "field": None,
+        },
+    }
+    stored = await db.fetch(
+        "SELECT client_order_id FROM orders WHERE user_id = $1 ORDER BY id", alice
+    )
+    assert [row["client_order_id"] for row in stored] == [names[0], names[2]]
+    assert await redis.xlen(stream) == 0

@@ -5,6 +5,7 @@ On the wire every amount is a decimal string (never a float); inside, integer un
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from engine import (
@@ -88,7 +89,7 @@ def decode(kind: str, payload: dict[str, Any]) -> Command:
                 price=_units(payload, "price", required=False),
                 time_in_force=_choice(payload, "time_in_force", TimeInForce, "GTC"),
                 post_only=bool(payload.get("post_only", False)),
-                client_order_id=payload.get("client_order_id"),
+                client_order_id=_client_order_id(payload),
             )
         case "amend":
             return AmendOrder(
@@ -102,7 +103,7 @@ def decode(kind: str, payload: dict[str, Any]) -> Command:
             return CancelOrder(
                 user_id=_int(payload, "user_id"),
                 order_id=_int(payload, "order_id") if order_id is not None else None,
-                client_order_id=payload.get("client_order_id"),
+                client_order_id=_client_order_id(payload),
             )
         case "cancel_all":
             symbol = payload.get("symbol")
@@ -126,6 +127,17 @@ def decode(kind: str, payload: dict[str, Any]) -> Command:
         case "set_fee_tier":
             return SetFeeTier(_int(payload, "user_id"), _int(payload, "tier"))
     raise BadCommand(f"unknown command kind {kind!r}")
+
+
+CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+"""What orders.client_order_id accepts (its CHECK): refused here, not by a failed commit."""
+
+
+def _client_order_id(payload: dict[str, Any]) -> str | None:
+    value = payload.get("client_order_id")
+    if value is not None and not (isinstance(value, str) and CLIENT_ORDER_ID.fullmatch(value)):
+        raise BadCommand("client_order_id is 1 to 64 letters, digits or . _ : -", "client_order_id")
+    return value
 
 
 def _asset(payload: dict[str, Any]) -> str:

@@ -189,32 +189,50 @@ class MatchingWorker:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def _read(self, start: str, *, block: int | None) -> list[tuple[str, dict[str, str]]]:
+    async def _read(
+        self, start: str, *, block: int | None, count: int = MAX_BATCH
+    ) -> list[tuple[str, dict[str, str]]]:
         response: Any = await self.redis.xreadgroup(
-            CONSUMER_GROUP, CONSUMER, {self.stream: start}, count=MAX_BATCH, block=block
+            CONSUMER_GROUP, CONSUMER, {self.stream: start}, count=count, block=block
         )
         if not response:
             return []
         _, entries = response[0]
+        gone = [entry_id for entry_id, fields in entries if not fields]
+        if gone:  # pending, but deleted from the stream: nothing to run or answer
+            await self.redis.xack(self.stream, CONSUMER_GROUP, *gone)
         return [(entry_id, fields) for entry_id, fields in entries if fields]
 
     async def _drain_pending(self) -> None:
         """Entries delivered before a crash but never acknowledged, oldest first."""
-        # Entries claimed by a consumer of another name (an older deployment) come to us,
-        # all of them: the stream is trimmed up to each processed batch.
-        cursor = "0-0"
-        while True:
-            # (redis-py drops the cursor from JUSTID replies, so the entries come too.)
-            claimed: Any = await self.redis.xautoclaim(
-                self.stream, CONSUMER_GROUP, CONSUMER, 0, cursor, count=1_000
-            )
-            cursor = claimed[0]
-            if cursor == "0-0":
-                break
-        while entries := await self._read("0", block=None):
-            await self.batches.put(await self._match(entries, after_crash=True))
-            # Re-reading "0" would return these entries again until they are acknowledged.
-            await self._settle()
+        # Entries left pending by a consumer of another name (an older deployment) come to
+        # us, all of them: the stream is trimmed up to each processed batch. XCLAIM with
+        # JUSTID keeps their delivery counts (XAUTOCLAIM would count a delivery).
+        summary: Any = await self.redis.xpending(self.stream, CONSUMER_GROUP)
+        for consumer in summary["consumers"]:
+            if consumer["name"] == CONSUMER:
+                continue
+            while theirs := await self._pending(consumer["name"], 1_000):
+                ids = [item["message_id"] for item in theirs]
+                await self.redis.xclaim(self.stream, CONSUMER_GROUP, CONSUMER, 0, ids, justid=True)
+        while pending := await self._pending(CONSUMER, MAX_BATCH):
+            # Delivered once and unacknowledged: the worker stopped mid-batch, whatever the
+            # cause; run them as batches again. Delivered more than once: it stopped again
+            # while recovering, perhaps because of one of them; run them one at a time so a
+            # command that crashes the worker is isolated, and written off alone after
+            # MAX_DELIVERIES (each read counts one delivery, so read them one at a time too).
+            single = any(item["times_delivered"] > 1 for item in pending)
+            entries = await self._read("0", block=None, count=1 if single else MAX_BATCH)
+            if entries:
+                deliveries = await self._deliveries(entries)
+                await self.batches.put(await self._match(entries, deliveries=deliveries))
+                await self._settle()
+
+    async def _pending(self, consumer: str, count: int) -> Any:
+        """The oldest ``count`` entries pending for ``consumer``, with delivery counts."""
+        return await self.redis.xpending_range(
+            self.stream, CONSUMER_GROUP, "-", "+", count, consumername=consumer
+        )
 
     async def _settle(self) -> None:
         """Wait until every matched batch is committed, acknowledged and published."""
@@ -235,7 +253,10 @@ class MatchingWorker:
         return found
 
     async def _match(
-        self, entries: list[tuple[str, dict[str, str]]], *, after_crash: bool = False
+        self,
+        entries: list[tuple[str, dict[str, str]]],
+        *,
+        deliveries: dict[str, int] | None = None,
     ) -> Matched:
         """Run a batch of entries through the engine (the matcher stage)."""
         assert self.engine is not None
@@ -247,7 +268,9 @@ class MatchingWorker:
             _decode(fields.get("kind", ""), fields.get("payload", "{}")) for _, fields in entries
         ]
         await self._learn_users(decoded)
-        poisoned = await self._poisoned(entries) if after_crash else set()
+        poisoned = {
+            entry_id for entry_id, count in (deliveries or {}).items() if count > MAX_DELIVERIES
+        }
         batch = Batch()
         events: list[Event] = []
         replies: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -360,13 +383,13 @@ class MatchingWorker:
             rows = await self.conn.fetch("SELECT id FROM users WHERE id = ANY($1)", list(wanted))
             self.known_users.update(row["id"] for row in rows)
 
-    async def _poisoned(self, entries: list[tuple[str, dict[str, str]]]) -> set[str]:
-        """Entries delivered MAX_DELIVERIES times: processing them has crashed the worker."""
+    async def _deliveries(self, entries: list[tuple[str, dict[str, str]]]) -> dict[str, int]:
+        """How many times each pending entry has been delivered (this read included)."""
         first, last = entries[0][0], entries[-1][0]
         pending: Any = await self.redis.xpending_range(
             self.stream, CONSUMER_GROUP, min=first, max=last, count=len(entries)
         )
-        return {item["message_id"] for item in pending if item["times_delivered"] > MAX_DELIVERIES}
+        return {item["message_id"]: item["times_delivered"] for item in pending}
 
     async def _heartbeat(self) -> None:
         key = self.keys.worker_heartbeat()
