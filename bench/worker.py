@@ -187,6 +187,17 @@ async def offered_rate(traders: list[Trader], rate: float, seconds: float) -> li
     return latencies
 
 
+def host_speed() -> float:
+    """Milliseconds for a fixed pure-Python loop: how fast this VM is right now, so figures
+    from different runs can be compared (its host's load moves them by 1.5x)."""
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(range(10**7))
+        best = min(best, time.perf_counter() - started)
+    return best * 1e3
+
+
 def row(measure: str, value: str) -> None:
     print(f"| {measure} | {value} |")
 
@@ -200,6 +211,7 @@ async def bench(args: argparse.Namespace, platform: Platform) -> None:
     assert settings.redis_url and settings.database_url
     redis = create_redis(settings.redis_url, max_connections=256)
     bus = CommandBus(redis, Keys(settings.redis_prefix))
+    speed = host_speed()
     try:
         users = await setup_users(settings.database_url, bus, args.submitters)
         traders = [Trader(bus, user, seed, args.cross) for seed, user in enumerate(users)]
@@ -220,6 +232,7 @@ async def bench(args: argparse.Namespace, platform: Platform) -> None:
     )
     row("measure", "value")
     print("|---|---|")
+    row("host speed: sum(range(10**7)) in pure Python (lower is faster)", f"{speed:.0f} ms")
     row(
         f"worker alone: backlog of {args.commands:,} commands → committed and answered",
         f"{alone:,.0f} commands/s",
