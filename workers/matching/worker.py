@@ -320,7 +320,7 @@ class MatchingWorker:
         except Exception:
             # The engine is ahead of what was acknowledged: a restart rebuilds it from
             # PostgreSQL and answers the unacknowledged entries again.
-            log.exception("a committed batch could not be completed; exiting to recover")
+            log.exception("a batch could not be committed or published; exiting to recover")
             os._exit(70)
 
     async def _commit(self, matched: Matched) -> None:
