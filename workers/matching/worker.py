@@ -262,11 +262,15 @@ class MatchingWorker:
         assert self.engine is not None
         started = time.perf_counter()
         ids = [fields.get("id", entry_id) for entry_id, fields in entries]
-        committed = await self._committed(ids)
+        # The lookup travels to PostgreSQL while the payloads are decoded here (one yield
+        # lets it send its query).
+        lookup = asyncio.ensure_future(self._committed(ids))
+        await asyncio.sleep(0)
         # Each payload is read once: the user check and the engine share the decoded command.
         decoded = [
             _decode(fields.get("kind", ""), fields.get("payload", "{}")) for _, fields in entries
         ]
+        committed = await lookup
         await self._learn_users(decoded)
         poisoned = {
             entry_id for entry_id, count in (deliveries or {}).items() if count > MAX_DELIVERIES
