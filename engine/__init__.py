@@ -21,7 +21,7 @@ from engine.commands import (
     SetFeeTier,
     Withdraw,
 )
-from engine.engine import MAX_CLIENT_ORDER_ID_LENGTH, Engine
+from engine.engine import CLIENT_ORDER_ID, MAX_CLIENT_ORDER_ID_LENGTH, Engine
 from engine.enums import (
     BalanceReason,
     CancelReason,
@@ -56,6 +56,7 @@ from engine.snapshot import BalanceState, EngineSnapshot, RestingOrderState
 from engine.units import PPM, SCALE, fee_for, from_units, notional, to_units
 
 __all__ = [
+    "CLIENT_ORDER_ID",
     "DEFAULT_FEE_TIERS",
     "DEFAULT_TIER",
     "MAX_CLIENT_ORDER_ID_LENGTH",

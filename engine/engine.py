@@ -7,6 +7,7 @@ The rules are the brief's section 3; the choices it leaves open are in docs/adr/
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import replace
 from typing import Any
@@ -75,6 +76,9 @@ _NO_LIMIT = 1 << 200
 
 MAX_CLIENT_ORDER_ID_LENGTH = 64
 _MAX_ID_LENGTH = MAX_CLIENT_ORDER_ID_LENGTH
+CLIENT_ORDER_ID = re.compile(rf"[A-Za-z0-9._:-]{{1,{MAX_CLIENT_ORDER_ID_LENGTH}}}")
+"""What a client order id may be (``fullmatch``), as the orders table's CHECK has it. The
+engine only needs its length; the API and the worker refuse any other before it is stored."""
 
 
 class _Rejected(Exception):

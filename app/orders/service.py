@@ -6,7 +6,6 @@ and the answer is read from PostgreSQL after the worker has committed it.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -22,8 +21,8 @@ from app.markets.models import Market
 from app.markets.service import MarketService
 from app.orders import errors, repository
 from app.orders.models import Order, Trade
+from engine import CLIENT_ORDER_ID
 
-CLIENT_ORDER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 MAX_DECIMALS = 8
 OPEN_STATUSES = ("PENDING", "PARTIAL")
 

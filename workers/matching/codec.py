@@ -5,10 +5,10 @@ On the wire every amount is a decimal string (never a float); inside, integer un
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from engine import (
+    CLIENT_ORDER_ID,
     AmendOrder,
     CancelAllOrders,
     CancelOrder,
@@ -129,11 +129,8 @@ def decode(kind: str, payload: dict[str, Any]) -> Command:
     raise BadCommand(f"unknown command kind {kind!r}")
 
 
-CLIENT_ORDER_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
-"""What orders.client_order_id accepts (its CHECK): refused here, not by a failed commit."""
-
-
 def _client_order_id(payload: dict[str, Any]) -> str | None:
+    """Refused here, not by the orders table's CHECK failing the commit."""
     value = payload.get("client_order_id")
     if value is not None and not (isinstance(value, str) and CLIENT_ORDER_ID.fullmatch(value)):
         raise BadCommand("client_order_id is 1 to 64 letters, digits or . _ : -", "client_order_id")
