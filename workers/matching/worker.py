@@ -224,7 +224,8 @@ class MatchingWorker:
             single = any(item["times_delivered"] > 1 for item in pending)
             entries = await self._read("0", block=None, count=1 if single else MAX_BATCH)
             if entries:
-                deliveries = await self._deliveries(entries)
+                # The read is one more delivery of each entry it returned (the oldest ones).
+                deliveries = {i["message_id"]: i["times_delivered"] + 1 for i in pending}
                 await self.batches.put(await self._match(entries, deliveries=deliveries))
                 await self._settle()
 
@@ -386,14 +387,6 @@ class MatchingWorker:
         if wanted and self.conn is not None:
             rows = await self.conn.fetch("SELECT id FROM users WHERE id = ANY($1)", list(wanted))
             self.known_users.update(row["id"] for row in rows)
-
-    async def _deliveries(self, entries: list[tuple[str, dict[str, str]]]) -> dict[str, int]:
-        """How many times each pending entry has been delivered (this read included)."""
-        first, last = entries[0][0], entries[-1][0]
-        pending: Any = await self.redis.xpending_range(
-            self.stream, CONSUMER_GROUP, min=first, max=last, count=len(entries)
-        )
-        return {item["message_id"]: item["times_delivered"] for item in pending}
 
     async def _heartbeat(self) -> None:
         key = self.keys.worker_heartbeat()
