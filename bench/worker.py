@@ -44,7 +44,7 @@ from app.kit.db import plain_url
 from app.kit.embedded import EmbeddedServices
 from app.kit.redis import Keys, create_redis
 from tests.support import services as svc
-from tests.support.processes import Platform
+from tests.support.processes import Platform, submit_while_stopped
 
 MID = 3000
 
@@ -112,11 +112,9 @@ async def setup_users(database_url: str, bus: CommandBus, count: int) -> list[in
 async def backlog(platform: Platform, redis: Redis, traders: list[Trader], commands: int) -> float:
     """Commands/s the worker alone carries: queue ``commands`` while it is stopped, start
     it, and time from its first heartbeat to the last reply."""
-    platform.stop("worker")
-    replies = [asyncio.ensure_future(traders[i % len(traders)].one()) for i in range(commands)]
-    stream = Keys(platform.settings.redis_prefix).command_stream()
-    while await redis.xlen(stream) < commands:  # noqa: ASYNC110 - the condition is in Redis
-        await asyncio.sleep(0.05)
+    replies = await submit_while_stopped(
+        platform, redis, (traders[i % len(traders)].one() for i in range(commands))
+    )
     started = time.perf_counter()
     startup = await asyncio.to_thread(platform.start_worker)
     await asyncio.gather(*replies)

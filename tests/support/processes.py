@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 
 from app.config import Settings
 from app.kit.redis import Keys
 
 ROOT = Path(__file__).resolve().parents[2]
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -124,3 +130,16 @@ class Platform:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+async def submit_while_stopped(
+    platform: Platform, redis: AsyncRedis, submissions: Iterable[Awaitable[T]]
+) -> list[asyncio.Future[T]]:
+    """Stop the worker, submit ``submissions``, and return their pending replies once every
+    command is on the stream. The worker is left stopped: the caller starts it."""
+    platform.stop("worker")
+    replies: list[asyncio.Future[T]] = [asyncio.ensure_future(s) for s in submissions]
+    stream = Keys(platform.settings.redis_prefix).command_stream()
+    while await redis.xlen(stream) < len(replies):  # noqa: ASYNC110 - the condition is in Redis
+        await asyncio.sleep(0.02)
+    return replies

@@ -17,7 +17,7 @@ from app.config import Settings
 from app.kit.bus import CommandBus, CommandTimeout
 from app.kit.redis import Keys
 from tests.support.exchange import cached_levels, check_invariants, deposit, place
-from tests.support.processes import Platform
+from tests.support.processes import Platform, submit_while_stopped
 from tests.workers.conftest import NewTrader
 
 pytestmark = pytest.mark.e2e
@@ -183,21 +183,20 @@ async def test_entries_left_pending_by_another_consumer_are_all_claimed_and_appl
     applies each once, before anything newer; the stream holds nothing processed after."""
     alice = await trader()
     stream = Keys(settings.redis_prefix).command_stream()
-    platform.stop("worker")
     count = 1_500
-    replies = [
-        asyncio.ensure_future(
+    replies = await submit_while_stopped(
+        platform,
+        redis,
+        (
             bus.submit(
                 "deposit",
                 {"user_id": alice, "asset": "USDT", "amount": "0.01"},
                 command_id=f"orphan-{alice}-{i}",
                 timeout=30,
             )
-        )
-        for i in range(count)
-    ]
-    while await redis.xlen(stream) < count:  # noqa: ASYNC110 - the condition is in Redis
-        await asyncio.sleep(0.02)
+            for i in range(count)
+        ),
+    )
     taken: Any = await redis.xreadgroup("matching", "old-deployment", {stream: ">"}, count=count)
     assert len(taken[0][1]) == count
     await asyncio.to_thread(platform.start_worker)
@@ -243,7 +242,6 @@ async def test_a_command_that_crashes_the_worker_is_isolated_and_answered_as_fai
     )
     stream = Keys(settings.redis_prefix).command_stream()
     try:
-        platform.stop("worker")
 
         def order(client_order_id: str) -> dict[str, Any]:
             return {
@@ -257,11 +255,9 @@ async def test_a_command_that_crashes_the_worker_is_isolated_and_answered_as_fai
             }
 
         names = [f"{pill}-before", pill, f"{pill}-after"]
-        replies = [
-            asyncio.ensure_future(bus.submit("place", order(name), timeout=60)) for name in names
-        ]
-        while await redis.xlen(stream) < len(names):  # noqa: ASYNC110 - the condition is in Redis
-            await asyncio.sleep(0.02)
+        replies = await submit_while_stopped(
+            platform, redis, (bus.submit("place", order(name), timeout=60) for name in names)
+        )
         crashes = 0
         while not all(reply.done() for reply in replies):
             assert crashes <= 4, "the worker kept crashing"

@@ -137,18 +137,7 @@ async def test_rejections_are_typed_and_write_only_what_the_rules_say(
     )
     assert (too_much["error"]["code"], too_much["error"]["field"]) == ("INVALID_INPUT", "amount")
     # A client order id the orders table's CHECK would refuse is refused before the commit.
-    spaced = await bus.submit(
-        "place",
-        {
-            "user_id": alice,
-            "symbol": "ETH-USDT",
-            "side": "BUY",
-            "type": "LIMIT",
-            "quantity": "0.1",
-            "price": "100",
-            "client_order_id": "has space",
-        },
-    )
+    spaced = await place(bus, alice, "ETH-USDT", "BUY", "0.1", "100", client_order_id="has space")
     assert (spaced["error"]["code"], spaced["error"]["field"]) == (
         "INVALID_INPUT",
         "client_order_id",
