@@ -4,20 +4,31 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
+import errno
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
+
+from redis.exceptions import RedisError
+from sqlalchemy.exc import ProgrammingError
 
 from app.config import Settings, get_settings
 from app.kit import migrate as migrations
-from app.kit.bootstrap import resolve_services
+from app.kit.bootstrap import (
+    PlatformNotFound,
+    endpoints_file,
+    forget_endpoints,
+    locate_platform,
+    record_endpoints,
+    resolve_services,
+    running_platform,
+)
 
 log = logging.getLogger("tradegraph")
 
@@ -30,22 +41,46 @@ def _child_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _endpoints_file(settings: Settings) -> Path:
-    """Where `tradegraph run` tells other commands (deposit, withdraw) which servers it uses."""
-    return settings.data_dir / "endpoints.json"
+def _fail(message: str, code: int = 2) -> int:
+    """One line on stderr, no traceback: what is wrong and which setting changes it."""
+    print(f"tradegraph: {message}", file=sys.stderr)
+    return code
 
 
-def _with_running_endpoints(settings: Settings) -> Settings:
-    """``settings``, with the URLs of a running `tradegraph run` filled in if unset."""
-    path = _endpoints_file(settings)
-    if settings.redis_url or not path.exists():
-        return settings
-    return settings.model_copy(update=json.loads(path.read_text()))
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why the API could not listen on ``host:port``, or None if it can.
+
+    Binds the way uvicorn does (SO_REUSEADDR), so only a port with a listener is refused."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        return f"{host!r} is not an address to listen on ({exc})"
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"{host}:{port} is already in use (another TradeGraph, or another server)"
+            return f"cannot listen on {host}:{port} ({exc.strerror or exc})"
+    return None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Everything `make run` does: services, migrations, then the API (and worker)."""
-    settings, embedded = resolve_services(get_settings())
+    settings = get_settings()
+    host: str = args.host or settings.api_host
+    port: int = settings.api_port if args.port is None else args.port
+    if problem := _cannot_listen(host, port):
+        return _fail(f"{problem}; choose another port with --port or TRADEGRAPH_API_PORT")
+    if (running := running_platform(settings)) is not None:
+        return _fail(
+            f"TradeGraph is already running from {settings.data_dir.resolve()} "
+            f"(pid {running['pid']}, {running.get('api_url')}); stop it first (or delete "
+            f"{endpoints_file(settings)} if that is not TradeGraph), or give this one its own "
+            "TRADEGRAPH_DATA_DIR"
+        )
+    settings, embedded = resolve_services(settings)
     children: list[subprocess.Popen[bytes]] = []
     stopping = False
 
@@ -59,16 +94,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         migrations.upgrade(settings.database_url)
         log.info("migrations applied")
         env = _child_env(settings)
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        _endpoints_file(settings).write_text(
-            json.dumps({"database_url": settings.database_url, "redis_url": settings.redis_url})
-        )
+        url = f"http://{host}:{port}"
+        record_endpoints(settings, url)
         cli = [sys.executable, "-m", "app.cli"]
         worker_cmd = [*cli, "worker"]
         children.append(subprocess.Popen(worker_cmd, env=env))
-        api = [*cli, "api", "--host", args.host, "--port", str(args.port)]
+        api = [*cli, "api", "--host", host, "--port", str(port)]
         children.append(subprocess.Popen(api, env=env))
-        print(f"TradeGraph: GraphQL on http://{args.host}:{args.port}/graphql — Ctrl-C stops it")
+        print(f"TradeGraph: GraphQL on {url}/graphql — Ctrl-C stops it", flush=True)
         restarts: list[float] = []
         while not stopping:
             worker, api_proc = children
@@ -96,7 +129,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        _endpoints_file(settings).unlink(missing_ok=True)
+        forget_endpoints(settings)
         embedded.close()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -132,10 +165,10 @@ def cmd_funds(args: argparse.Namespace) -> int:
     from app.kit.bus import CommandBus, CommandTimeout
     from app.kit.redis import Keys, create_redis
 
-    settings = _with_running_endpoints(get_settings())
-    if not settings.redis_url:
-        print("error: REDIS_URL is not set (is `tradegraph run` up?)", file=sys.stderr)
-        return 2
+    try:
+        settings, _ = locate_platform(get_settings(), redis=True)
+    except PlatformNotFound as exc:
+        return _fail(f"{args.command} goes through the matching worker, but {exc}")
 
     async def go() -> int:
         assert settings.redis_url
@@ -163,11 +196,17 @@ def cmd_funds(args: argparse.Namespace) -> int:
         )
         return 0
 
-    return asyncio.run(go())
+    try:
+        return asyncio.run(go())
+    except (OSError, RedisError) as exc:
+        return _fail(f"cannot reach Redis at {settings.redis_url}: {exc}")
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
-    settings, embedded = resolve_services(_with_running_endpoints(get_settings()))
+    try:
+        settings, embedded = locate_platform(get_settings(), database=True)
+    except PlatformNotFound as exc:
+        return _fail(str(exc))
     try:
         assert settings.database_url
         if args.revision.startswith("-") or args.downgrade:
@@ -184,21 +223,32 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
     from app.accounts.service import AccountError, create_admin
     from app.kit.db import create_engine, create_sessionmaker
 
-    settings, embedded = resolve_services(_with_running_endpoints(get_settings()))
+    try:
+        settings, embedded = locate_platform(get_settings(), database=True)
+    except PlatformNotFound as exc:
+        return _fail(str(exc))
 
     async def go() -> int:
         assert settings.database_url
         engine = create_engine(settings.database_url, pool_size=1)
         try:
             user = await create_admin(
-                create_sessionmaker(engine), email=args.email, password=args.password
+                create_sessionmaker(engine),
+                email=args.email,
+                password=args.password,
+                username=args.username,
             )
         except AccountError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        except ProgrammingError as exc:
+            if type(exc.orig).__name__.endswith("UndefinedTableError"):
+                return _fail("the database has no tables yet: run `tradegraph migrate` first")
+            raise
         finally:
             await engine.dispose()
-        print(f"admin {user.email} (id {user.id}) ready")
+        name = f" ({user.username})" if user.username else ""
+        print(f"admin {user.email}{name} (id {user.id}) ready")
         return 0
 
     try:
@@ -212,8 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="start the whole platform (what `make run` does)")
-    run.add_argument("--host", default="127.0.0.1")
-    run.add_argument("--port", type=int, default=8000)
+    run.add_argument("--host", default=None, help="default TRADEGRAPH_API_HOST (127.0.0.1)")
+    run.add_argument("--port", type=int, default=None, help="default TRADEGRAPH_API_PORT (8000)")
     run.set_defaults(func=cmd_run)
 
     api = sub.add_parser("api", help="serve the GraphQL API (needs DATABASE_URL and REDIS_URL)")
@@ -241,6 +291,9 @@ def build_parser() -> argparse.ArgumentParser:
     admin = sub.add_parser("create-admin", help="create or promote an admin (KYC approved)")
     admin.add_argument("--email", required=True)
     admin.add_argument("--password", required=True)
+    admin.add_argument(
+        "--username", default=None, help="3-50 letters, digits, '_', '.' or '-' (optional)"
+    )
     admin.set_defaults(func=cmd_create_admin)
     return parser
 

@@ -17,6 +17,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_JWT_SECRET = "tradegraph-development-secret-change-me"
 
 
+def default_data_dir() -> Path:
+    """``.tradegraph`` in the project folder (the source checkout this package runs from),
+    else in the home folder: never the current directory, so a command run from any folder
+    finds the same embedded servers and the running platform's endpoints."""
+    project = Path(__file__).resolve().parents[1]
+    return (project if (project / "pyproject.toml").is_file() else Path.home()) / ".tradegraph"
+
+
 class Environment(StrEnum):
     DEVELOPMENT = "development"
     TEST = "test"
@@ -41,7 +49,7 @@ class Settings(BaseSettings):
     # (`orderbook:{symbol}:bids`), set per run by the tests to keep runs apart.
     redis_prefix: str = ""
     jwt_secret: str = DEFAULT_JWT_SECRET
-    data_dir: Path = Path(".tradegraph")
+    data_dir: Path = Field(default_factory=default_data_dir)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     db_pool_size: int = 10

