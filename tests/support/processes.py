@@ -8,7 +8,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
@@ -143,3 +144,85 @@ async def submit_while_stopped(
     while await redis.xlen(stream) < len(replies):  # noqa: ASYNC110 - the condition is in Redis
         await asyncio.sleep(0.02)
     return replies
+
+
+@contextmanager
+def hold_port() -> Iterator[int]:
+    """A loopback port with a listener on it (this process's), for as long as the block."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port: int = sock.getsockname()[1]
+        yield port
+
+
+def operator_env(data_dir: Path, **extra: str) -> dict[str, str]:
+    """A shell of someone who knows nothing of the test's servers: no DATABASE_URL,
+    REDIS_URL or TRADEGRAPH_* variables, only the data dir of the platform to find."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TRADEGRAPH_") and k not in ("DATABASE_URL", "REDIS_URL")
+    }
+    env.update(TRADEGRAPH_DATA_DIR=str(data_dir), **extra)
+    return env
+
+
+@dataclass
+class Supervisor:
+    """A real `tradegraph run` (what `make run` runs) on servers the tests chose.
+
+    ``settings`` name the database and Redis prefix it gets; it keeps its endpoints and
+    nothing else in ``data_dir`` (the servers are not embedded)."""
+
+    settings: Settings
+    data_dir: Path
+    log_path: Path
+    port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0, **env: str) -> float:
+        """Start it and wait until /readyz says ready; return the seconds that took."""
+        variables = process_env(self.settings)
+        variables.update(TRADEGRAPH_DATA_DIR=str(self.data_dir), **env)
+        started = time.monotonic()
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "app.cli", "run", "--port", str(self.port)],
+                env=variables,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        while time.monotonic() - started < timeout:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"tradegraph run exited {self.proc.returncode}:\n{self.log()}")
+            try:
+                response = httpx.get(self.url + "/readyz", timeout=1)
+                if response.status_code == 200 and response.json()["ready"]:
+                    return time.monotonic() - started
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"tradegraph run not ready in {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 20.0) -> int | None:
+        """SIGTERM, as Ctrl-C would; return its exit code."""
+        if self.proc is None:
+            return None
+        proc, self.proc = self.proc, None
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        return proc.returncode

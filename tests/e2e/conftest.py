@@ -1,0 +1,53 @@
+"""One real `tradegraph run` for the tests of what a newcomer does first.
+
+It gets a database of its own (empty: the supervisor migrates it, as `make run` does) and a
+Redis prefix of its own, so its worker is never a second writer beside the session's
+`platform` fixture. The worker's metrics port is held by another listener the whole time:
+the platform must come up regardless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from app.config import Settings
+from tests.support import services as svc
+from tests.support.processes import Supervisor, hold_port
+
+
+@pytest.fixture(scope="session")
+def taken_metrics_port() -> Iterator[int]:
+    with hold_port() as port:
+        yield port
+
+
+@pytest.fixture(scope="session")
+def supervisor(
+    settings: Settings,
+    postgres_server: str,
+    run_id: str,
+    taken_metrics_port: int,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Supervisor]:
+    name = f"tradegraph_run_{run_id}"
+    database_url = asyncio.run(svc.create_database(postgres_server, name))
+    root = tmp_path_factory.mktemp("supervisor")
+    handle = Supervisor(
+        settings=settings.model_copy(
+            update={
+                "database_url": database_url,
+                "redis_prefix": f"{settings.redis_prefix}run:",
+            }
+        ),
+        data_dir=root / "data",
+        log_path=root / "run.log",
+    )
+    try:
+        handle.start(TRADEGRAPH_WORKER_METRICS_PORT=str(taken_metrics_port))
+        yield handle
+    finally:
+        handle.stop()
+        asyncio.run(svc.drop_database(postgres_server, name))
