@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import asyncpg
+import httpx
+import pytest
 from alembic.script import ScriptDirectory
 
 from app.accounts.passwords import verify_password
-from app.config import Settings
+from app.config import Settings, default_data_dir
 from app.kit.db import plain_url
+from app.kit.metrics import serve_metrics
 from app.kit.migrate import alembic_config
-from tests.support.processes import ROOT, process_env
+from tests.support.processes import ROOT, hold_port, operator_env, process_env
 
 
 def tradegraph(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
@@ -90,3 +97,176 @@ def test_migrate_command_brings_an_empty_database_to_head(
 
     head_revision = ScriptDirectory.from_config(alembic_config(scratch_database)).get_current_head()
     assert asyncio.run(head()) == head_revision
+
+
+def test_create_admin_sets_a_username_and_refuses_a_taken_or_bad_one(settings: Settings) -> None:
+    assert settings.database_url
+    first = tradegraph(
+        settings,
+        "create-admin",
+        "--email",
+        "named@example.com",
+        "--username",
+        "Named_Admin",
+        "--password",
+        "long-pass",
+    )
+    assert first.returncode == 0, first.stderr
+    user = asyncio.run(fetch_user(settings.database_url, "named@example.com"))
+    assert user is not None and user["username"] == "Named_Admin"
+    again = tradegraph(  # the same person, the same name in other case: not "taken"
+        settings,
+        "create-admin",
+        "--email",
+        "named@example.com",
+        "--username",
+        "named_admin",
+        "--password",
+        "long-pass",
+    )
+    assert again.returncode == 0, again.stderr
+
+    taken = tradegraph(
+        settings,
+        "create-admin",
+        "--email",
+        "other@example.com",
+        "--username",
+        "NAMED_ADMIN",
+        "--password",
+        "long-pass",
+    )
+    assert taken.returncode == 2
+    assert "that username is taken" in taken.stderr
+    assert asyncio.run(fetch_user(settings.database_url, "other@example.com")) is None
+
+    bad = tradegraph(
+        settings,
+        "create-admin",
+        "--email",
+        "other@example.com",
+        "--username",
+        "a b",
+        "--password",
+        "long-pass",
+    )
+    assert bad.returncode == 2
+    assert "username must be 3–50" in bad.stderr
+    assert asyncio.run(fetch_user(settings.database_url, "other@example.com")) is None
+
+
+def _alone(data_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """An operator command in a folder of its own, with no platform anywhere."""
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=operator_env(data_dir),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+OPERATOR_COMMANDS = {
+    "create-admin": ["create-admin", "--email", "a@example.com", "--password", "long-pass"],
+    "migrate": ["migrate"],
+    "deposit": ["deposit", "--user", "1", "--asset", "USDT", "--amount", "1"],
+    "withdraw": ["withdraw", "--user", "1", "--asset", "USDT", "--amount", "1"],
+}
+
+
+@pytest.mark.parametrize("stale", [False, True], ids=["nothing", "stale-endpoints"])
+def test_operator_commands_without_a_platform_say_so_in_one_line_and_create_nothing(
+    tmp_path: Path, stale: bool
+) -> None:
+    data_dir = tmp_path / "data"
+    if stale:  # what a `tradegraph run` killed with SIGKILL leaves behind
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        data_dir.mkdir()
+        (data_dir / "endpoints.json").write_text(
+            json.dumps(
+                {
+                    "pid": dead.pid,
+                    "database_url": "postgresql://x@127.0.0.1:1/x",
+                    "redis_url": "redis://127.0.0.1:1",
+                }
+            )
+        )
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    # A stale record is read by the same code whatever the command: two suffice.
+    names = ["create-admin", "deposit"] if stale else list(OPERATOR_COMMANDS)
+    for name in names:
+        args = OPERATOR_COMMANDS[name]
+        result = _alone(data_dir, tmp_path, *args)
+        assert result.returncode == 2, (name, result.stderr)
+        assert result.stderr.count("\n") == 1, (name, result.stderr)
+        assert "no running TradeGraph found" in result.stderr, name
+        assert "make run" in result.stderr, name
+        assert "Traceback" not in result.stderr
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_the_default_data_dir_is_the_project_folder_whatever_the_current_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("TRADEGRAPH_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert Settings().data_dir == ROOT / ".tradegraph"
+    assert default_data_dir() == ROOT / ".tradegraph"
+
+
+EMBEDDED_POSTGRES = """
+import logging, os, sys, tempfile
+from pathlib import Path
+from app.kit.embedded import EmbeddedServices
+logging.basicConfig(level=os.environ["TRADEGRAPH_LOG_LEVEL"])
+embedded = EmbeddedServices()
+embedded.start_postgres(Path(sys.argv[1]))
+embedded.close()
+"""
+
+
+@pytest.mark.parametrize("level", ["INFO", "DEBUG"])
+def test_the_embedded_postgres_is_quiet_unless_debug(tmp_path: Path, level: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", EMBEDDED_POSTGRES, str(tmp_path / "pg")],
+        env={**os.environ, "TRADEGRAPH_LOG_LEVEL": level},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    if level == "INFO":
+        assert output.splitlines() == [
+            f"INFO:app.kit.embedded:embedded PostgreSQL at {tmp_path / 'pg'}"
+        ]
+    else:
+        assert "initdb" in output and "pg_ctl" in output
+
+
+def test_worker_metrics_move_to_a_free_port_when_theirs_is_taken(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with hold_port() as taken, caplog.at_level(logging.INFO, "app.kit.metrics"):
+        port = serve_metrics("127.0.0.1", taken)
+    assert port is not None and port != taken
+    assert httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).status_code == 200
+    (record,) = caplog.records
+    assert record.levelno == logging.WARNING
+    assert f"127.0.0.1:{taken}" in record.getMessage()
+    assert f"http://127.0.0.1:{port}/metrics" in record.getMessage()
+    assert "TRADEGRAPH_WORKER_METRICS_PORT" in record.getMessage()
+
+
+def test_worker_metrics_that_cannot_listen_at_all_are_off_in_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO, "app.kit.metrics"):
+        assert serve_metrics("192.0.2.1", 9101) is None  # TEST-NET: not this machine's
+        assert serve_metrics("127.0.0.1", 0) is None  # off by choice: nothing said
+    (record,) = caplog.records
+    assert "metrics are off" in record.getMessage()
+    assert "TRADEGRAPH_WORKER_METRICS_PORT" in record.getMessage()

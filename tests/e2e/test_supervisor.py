@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from app.kit.db import plain_url
-from tests.support.processes import ROOT, Supervisor, hold_port, operator_env
+from tests.support.processes import Supervisor, hold_port, operator_env
 
 pytestmark = pytest.mark.e2e
 
