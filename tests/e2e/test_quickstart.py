@@ -1,0 +1,156 @@
+"""The README's quick start, run as written, command by command, against `tradegraph run`.
+
+Its ```sh blocks under "## Quick start" are the test: the first must be `make run` (the
+`supervisor` fixture is that, on the test's servers); every later command runs in one bash,
+in the project folder, as a newcomer's second terminal would, and must exit 0 with no
+GraphQL error in what it prints. The balances it ends with must be exactly what the fees
+imply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import pytest
+
+from app.kit.db import plain_url
+from tests.support.processes import ROOT, Supervisor, operator_env
+
+pytestmark = pytest.mark.e2e
+
+MARK = "@@quickstart-command"
+
+
+def quickstart_blocks() -> list[str]:
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^```sh\n(.*?)^```$", section, re.S | re.M)
+
+
+def split_commands(block: str) -> list[str]:
+    """Whole shell commands (a function, a multi-line quote), asking bash where each ends."""
+    commands: list[str] = []
+    pending: list[str] = []
+    for line in block.splitlines():
+        if not pending and (not line.strip() or line.lstrip().startswith("#")):
+            continue
+        pending.append(line)
+        text = "\n".join(pending)
+        if line.endswith("\\"):
+            continue
+        if subprocess.run(["bash", "-n"], input=text, text=True, capture_output=True).returncode:
+            continue  # not a complete command yet
+        commands.append(text)
+        pending = []
+    assert not pending, f"an incomplete command at the end of a block:\n{block}"
+    return commands
+
+
+def graphql_errors(value: Any) -> list[Any]:
+    """Every non-empty ``errors`` list anywhere in a JSON answer."""
+    found: list[Any] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "errors" and item:
+                found.append(item)
+            else:
+                found.extend(graphql_errors(item))
+    elif isinstance(value, list):
+        for item in value:
+            found.extend(graphql_errors(item))
+    return found
+
+
+def test_the_quickstart_blocks_are_there() -> None:
+    blocks = quickstart_blocks()
+    assert blocks[0].strip() == "make run"
+    commands = [c for block in blocks[1:] for c in split_commands(block)]
+    assert any("create-admin" in c for c in commands)
+    assert sum("placeOrder" in c for c in commands) == 2
+    assert "$cursor" not in "\n".join(commands)
+
+
+async def _balances(database_url: str) -> dict[str, dict[str, tuple[Decimal, Decimal]]]:
+    connection = await asyncpg.connect(plain_url(database_url))
+    try:
+        rows = await connection.fetch(
+            "SELECT CASE u.role WHEN 'system' THEN 'system' ELSE u.username END AS who, "
+            "b.asset, b.available, b.locked "
+            "FROM balances b JOIN users u ON u.id = b.user_id "
+            "WHERE u.username IN ('alice', 'bob') OR u.role = 'system'"
+        )
+    finally:
+        await connection.close()
+    balances: dict[str, dict[str, tuple[Decimal, Decimal]]] = {}
+    for row in rows:
+        balances.setdefault(row["who"], {})[row["asset"]] = (row["available"], row["locked"])
+    return balances
+
+
+def test_the_quickstart_runs_as_written_and_ends_with_the_balances_the_fees_imply(
+    supervisor: Supervisor,
+) -> None:
+    commands = [c for block in quickstart_blocks()[1:] for c in split_commands(block)]
+    script = ["set -o pipefail"]
+    for number, command in enumerate(commands):
+        script += [
+            f"printf '\\n{MARK} {number}\\n'",
+            "{",
+            command,
+            "} 2>&1",
+            "status=$?; [ $status -eq 0 ] || "
+            f"{{ printf '\\n{MARK} failed %s\\n' $status; exit 1; }}",
+        ]
+    env = operator_env(supervisor.data_dir, TRADEGRAPH_URL=supervisor.url)
+    assert (ROOT / ".venv" / "bin" / "tradegraph").exists(), "the quick start uses .venv/bin"
+    result = subprocess.run(
+        ["bash", "-c", "\n".join(script)],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    outputs: dict[int, str] = {}
+    for part in result.stdout.split(f"\n{MARK} ")[1:]:
+        head, _, output = part.partition("\n")
+        if head.startswith("failed"):
+            failed = commands[max(outputs)]
+            pytest.fail(f"{head}: {failed}\n{outputs[max(outputs)]}\n{result.stderr}")
+        outputs[int(head)] = output
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(outputs) == list(range(len(commands)))
+    answers: list[Any] = []
+    for number, output in outputs.items():
+        assert "Traceback" not in output, commands[number]
+        for line in output.splitlines():
+            if line.startswith("{"):
+                answer = json.loads(line)
+                assert graphql_errors(answer) == [], f"{commands[number]}\n{line}"
+                answers.append(answer)
+
+    # What the README shows last is what the database holds, and it is what the fees say.
+    alice, bob = answers[-2]["data"]["balances"], answers[-1]["data"]["balances"]
+    shown = {
+        "alice": {b["asset"]: (Decimal(b["available"]), Decimal(b["locked"])) for b in alice},
+        "bob": {b["asset"]: (Decimal(b["available"]), Decimal(b["locked"])) for b in bob},
+    }
+    price, quantity = Decimal("30000"), Decimal("0.5")
+    maker_fee = price * quantity * Decimal("0.001")  # Alice's, in USDT: 15
+    taker_fee = quantity * Decimal("0.0015")  # Bob's, in BTC: 0.00075
+    expected = {
+        "alice": {"BTC": (1 - quantity, 0), "USDT": (price * quantity - maker_fee, 0)},
+        "bob": {"BTC": (quantity - taker_fee, 0), "USDT": (20000 - price * quantity, 0)},
+        "system": {"BTC": (taker_fee, 0), "USDT": (maker_fee, 0)},
+    }
+    assert shown == {who: expected[who] for who in ("alice", "bob")}
+    assert supervisor.settings.database_url
+    assert asyncio.run(_balances(supervisor.settings.database_url)) == expected
+    assert expected["alice"]["USDT"] == (Decimal("14985"), 0)
+    assert expected["bob"]["BTC"] == (Decimal("0.49925"), 0)
