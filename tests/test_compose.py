@@ -64,3 +64,20 @@ def test_nginx_config_fronts_both_replicas_and_upgrades_websockets() -> None:
     conf = (ROOT / "deploy" / "nginx.conf").read_text()
     assert "server api-1:8000" in conf and "server api-2:8000" in conf
     assert "proxy_set_header Upgrade $http_upgrade;" in conf
+
+
+def test_redis_keeps_its_data_on_a_volume(compose: dict[str, dict[str, dict[str, object]]]) -> None:
+    redis = compose["services"]["redis"]
+    command = redis["command"]
+    assert isinstance(command, list)
+    assert command[0] == "redis-server"
+    assert command[command.index("--appendonly") + 1] == "yes"
+    assert redis["volumes"] == ["redisdata:/data"]  # the image's working directory
+    assert "redisdata" in compose["volumes"]
+
+
+def test_every_tradegraph_service_restarts_unless_stopped(
+    compose: dict[str, dict[str, dict[str, object]]],
+) -> None:
+    for name in ("worker", "api-1", "api-2"):
+        assert compose["services"][name]["restart"] == "unless-stopped", name

@@ -5,6 +5,7 @@ from typing import Annotated
 
 import strawberry
 
+from app.balances.service import MAX_KEY
 from graph.balances.types import Balance, BalancePayload
 from graph.context import Context
 from graph.errors import ErrorCode, UserError, user_errors
@@ -31,7 +32,7 @@ async def _move(
     )
 
 
-IDEMPOTENCY = "A key of yours (1-64 characters): repeating it returns the first result."
+IDEMPOTENCY = f"A key of yours (1-{MAX_KEY} characters): repeating it moves nothing."
 
 
 @strawberry.type
