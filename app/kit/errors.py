@@ -1,7 +1,12 @@
 """Expected refusals, shared by every domain: a code, the input field at fault, a message.
 
-Services raise :class:`Refused` with one or more :class:`Problem`; the GraphQL layer turns
-them into the payload's ``errors: [{code field message}]`` (they are data, not failures).
+Every refusal is one or more :class:`Problem`, which the GraphQL layer turns into the
+payload's ``errors: [{code field message}]`` (they are data, not failures). Two ways carry
+them today: the accounts and risk services raise :class:`Refused` (``AccountError`` is one),
+which their mutations catch; the orders, balances and markets services, whose answers come
+from the matching worker, return them instead (``Outcome.problems``,
+``FundsOutcome.problems``, the list ``MarketService.set_halted`` returns);
+:func:`app.kit.commands.dispatch` hands them the worker's refusal as a ``Problem``.
 Each domain spells its codes in its own ``errors.py``.
 """
 
