@@ -144,13 +144,14 @@ def test_the_quickstart_runs_as_written_and_ends_with_the_balances_the_fees_impl
     price, quantity = Decimal("30000"), Decimal("0.5")
     maker_fee = price * quantity * Decimal("0.001")  # Alice's, in USDT: 15
     taker_fee = quantity * Decimal("0.0015")  # Bob's, in BTC: 0.00075
+    none = Decimal(0)
     expected = {
-        "alice": {"BTC": (1 - quantity, 0), "USDT": (price * quantity - maker_fee, 0)},
-        "bob": {"BTC": (quantity - taker_fee, 0), "USDT": (20000 - price * quantity, 0)},
-        "system": {"BTC": (taker_fee, 0), "USDT": (maker_fee, 0)},
+        "alice": {"BTC": (1 - quantity, none), "USDT": (price * quantity - maker_fee, none)},
+        "bob": {"BTC": (quantity - taker_fee, none), "USDT": (20000 - price * quantity, none)},
+        "system": {"BTC": (taker_fee, none), "USDT": (maker_fee, none)},
     }
     assert shown == {who: expected[who] for who in ("alice", "bob")}
     assert supervisor.settings.database_url
     assert asyncio.run(_balances(supervisor.settings.database_url)) == expected
-    assert expected["alice"]["USDT"] == (Decimal("14985"), 0)
-    assert expected["bob"]["BTC"] == (Decimal("0.49925"), 0)
+    assert expected["alice"]["USDT"] == (Decimal("14985"), none)
+    assert expected["bob"]["BTC"] == (Decimal("0.49925"), none)
