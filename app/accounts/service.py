@@ -294,8 +294,9 @@ async def create_admin(
                     "email",
                 )
             )
-        if username is not None and (user.username or "").lower() != username.lower():
-            if await repository.username_taken(session, username):
+        if username is not None:
+            renamed = (user.username or "").lower() != username.lower()
+            if renamed and await repository.username_taken(session, username):
                 raise AccountError(_username_taken())
             user.username = username
         user.password_hash = hash_password(password)

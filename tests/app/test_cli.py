@@ -16,8 +16,9 @@ import pytest
 from alembic.script import ScriptDirectory
 
 from app.accounts.passwords import verify_password
+from app.accounts.service import AccountError, create_admin
 from app.config import Settings, default_data_dir
-from app.kit.db import plain_url
+from app.kit.db import create_engine, create_sessionmaker, plain_url
 from app.kit.metrics import serve_metrics
 from app.kit.migrate import alembic_config
 from tests.support.processes import ROOT, hold_port, operator_env, process_env
@@ -99,9 +100,12 @@ def test_migrate_command_brings_an_empty_database_to_head(
     assert asyncio.run(head()) == head_revision
 
 
-def test_create_admin_sets_a_username_and_refuses_a_taken_or_bad_one(settings: Settings) -> None:
+async def test_create_admin_sets_a_username_and_refuses_a_taken_or_bad_one(
+    settings: Settings,
+) -> None:
     assert settings.database_url
-    first = tradegraph(
+    first = await asyncio.to_thread(
+        tradegraph,
         settings,
         "create-admin",
         "--email",
@@ -112,58 +116,43 @@ def test_create_admin_sets_a_username_and_refuses_a_taken_or_bad_one(settings: S
         "long-pass",
     )
     assert first.returncode == 0, first.stderr
-    user = asyncio.run(fetch_user(settings.database_url, "named@example.com"))
+    assert first.stdout.startswith("admin named@example.com (Named_Admin) (id ")
+    user = await fetch_user(settings.database_url, "named@example.com")
     assert user is not None and user["username"] == "Named_Admin"
-    again = tradegraph(  # the same person, the same name in other case: not "taken"
-        settings,
-        "create-admin",
-        "--email",
-        "named@example.com",
-        "--username",
-        "named_admin",
-        "--password",
-        "long-pass",
-    )
-    assert again.returncode == 0, again.stderr
 
-    taken = tradegraph(
-        settings,
-        "create-admin",
-        "--email",
-        "other@example.com",
-        "--username",
-        "NAMED_ADMIN",
-        "--password",
-        "long-pass",
-    )
-    assert taken.returncode == 2
-    assert "that username is taken" in taken.stderr
-    assert asyncio.run(fetch_user(settings.database_url, "other@example.com")) is None
-
-    bad = tradegraph(
-        settings,
-        "create-admin",
-        "--email",
-        "other@example.com",
-        "--username",
-        "a b",
-        "--password",
-        "long-pass",
-    )
-    assert bad.returncode == 2
-    assert "username must be 3–50" in bad.stderr
-    assert asyncio.run(fetch_user(settings.database_url, "other@example.com")) is None
+    engine = create_engine(settings.database_url, pool_size=1)
+    sessions = create_sessionmaker(engine)
+    try:
+        # The same person, the same name in another case: not "taken".
+        again = await create_admin(
+            sessions, email="named@example.com", password="long-pass", username="named_admin"
+        )
+        assert (again.id, again.username) == (user["id"], "named_admin")
+        with pytest.raises(AccountError) as taken:
+            await create_admin(
+                sessions, email="other@example.com", password="long-pass", username="NAMED_ADMIN"
+            )
+        assert [p.code for p in taken.value.problems] == ["USERNAME_TAKEN"]
+        with pytest.raises(AccountError) as bad:
+            await create_admin(
+                sessions, email="other@example.com", password="long-pass", username="a b"
+            )
+        assert [(p.code, p.field) for p in bad.value.problems] == [("INVALID_INPUT", "username")]
+    finally:
+        await engine.dispose()
+    assert await fetch_user(settings.database_url, "other@example.com") is None
 
 
-def _alone(data_dir: Path, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """An operator command in a folder of its own, with no platform anywhere."""
-    return subprocess.run(
+def _alone(data_dir: Path, cwd: Path, *args: str) -> subprocess.Popen[str]:
+    """An operator command in a folder of its own, with no platform anywhere (started, not
+    waited for: they run side by side)."""
+    return subprocess.Popen(
         [sys.executable, "-m", "app.cli", *args],
         env=operator_env(data_dir),
         cwd=cwd,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=60,
     )
 
 
@@ -196,14 +185,15 @@ def test_operator_commands_without_a_platform_say_so_in_one_line_and_create_noth
     before = sorted(p.name for p in tmp_path.rglob("*"))
     # A stale record is read by the same code whatever the command: two suffice.
     names = ["create-admin", "deposit"] if stale else list(OPERATOR_COMMANDS)
-    for name in names:
-        args = OPERATOR_COMMANDS[name]
-        result = _alone(data_dir, tmp_path, *args)
-        assert result.returncode == 2, (name, result.stderr)
-        assert result.stderr.count("\n") == 1, (name, result.stderr)
-        assert "no running TradeGraph found" in result.stderr, name
-        assert "make run" in result.stderr, name
-        assert "Traceback" not in result.stderr
+    runs = [_alone(data_dir, tmp_path, *OPERATOR_COMMANDS[name]) for name in names]
+    for name, run in zip(names, runs, strict=True):
+        stdout, stderr = run.communicate(timeout=60)
+        assert run.returncode == 2, (name, stderr)
+        assert stdout == "", name
+        assert stderr.count("\n") == 1, (name, stderr)
+        assert "no running TradeGraph found" in stderr, name
+        assert "make run" in stderr, name
+        assert "Traceback" not in stderr
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
