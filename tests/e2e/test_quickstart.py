@@ -27,10 +27,13 @@ pytestmark = pytest.mark.e2e
 MARK = "@@quickstart-command"
 
 
-def quickstart_blocks() -> list[str]:
+def quickstart_section() -> str:
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"^```sh\n(.*?)^```$", section, re.S | re.M)
+    return readme.split("\n## Quick start\n", 1)[1].split("\n## ", 1)[0]
+
+
+def quickstart_blocks(language: str = "sh") -> list[str]:
+    return re.findall(rf"^```{language}\n(.*?)^```$", quickstart_section(), re.S | re.M)
 
 
 def split_commands(block: str) -> list[str]:
@@ -74,6 +77,8 @@ def test_the_quickstart_blocks_are_there() -> None:
     assert any("create-admin" in c for c in commands)
     assert sum("placeOrder" in c for c in commands) == 2
     assert "$cursor" not in "\n".join(commands)
+    # Pasted into an interactive zsh, a `#` comment would be arguments.
+    assert not [c for c in commands if re.search(r"(^|\s)#", c)]
 
 
 async def _balances(database_url: str) -> dict[str, dict[str, tuple[Decimal, Decimal]]]:
@@ -135,7 +140,10 @@ def test_the_quickstart_runs_as_written_and_ends_with_the_balances_the_fees_impl
                 assert graphql_errors(answer) == [], f"{commands[number]}\n{line}"
                 answers.append(answer)
 
-    # What the README shows last is what the database holds, and it is what the fees say.
+    # What the README shows last is what it printed, and what the database holds, and what
+    # the fees say.
+    (shown_output,) = quickstart_blocks("json")
+    assert [json.loads(line) for line in shown_output.splitlines()] == answers[-2:]
     alice, bob = answers[-2]["data"]["balances"], answers[-1]["data"]["balances"]
     shown = {
         "alice": {b["asset"]: (Decimal(b["available"]), Decimal(b["locked"])) for b in alice},
