@@ -15,10 +15,11 @@ import time
 from collections.abc import Sequence
 from types import FrameType
 
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 from sqlalchemy.exc import ProgrammingError
 
-from app.config import Settings, get_settings
+from app.config import InsecureSettingsError, Settings, get_settings
 from app.kit import migrate as migrations
 from app.kit.bootstrap import (
     PlatformNotFound,
@@ -51,6 +52,8 @@ def _cannot_listen(host: str, port: int) -> str | None:
     """Why the API could not listen on ``host:port``, or None if it can.
 
     Binds the way uvicorn does (SO_REUSEADDR), so only a port with a listener is refused."""
+    if not 0 <= port <= 65535:
+        return f"{port} is not a port (0 to 65535)"
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as exc:
@@ -304,7 +307,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except ValidationError as exc:
+        wrong = "; ".join(
+            f"TRADEGRAPH_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        return _fail(f"bad setting: {wrong}")
+    except InsecureSettingsError as exc:
+        return _fail(str(exc))
     return result
 
 

@@ -260,3 +260,27 @@ def test_worker_metrics_that_cannot_listen_at_all_are_off_in_one_line(
     (record,) = caplog.records
     assert "metrics are off" in record.getMessage()
     assert "TRADEGRAPH_WORKER_METRICS_PORT" in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "said"),
+    [
+        ("TRADEGRAPH_API_PORT", "eighty", "bad setting: TRADEGRAPH_API_PORT"),
+        ("TRADEGRAPH_API_PORT", "70000", "70000 is not a port"),
+        ("TRADEGRAPH_ENV", "production", "needs TRADEGRAPH_JWT_SECRET"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_starts_nothing(
+    tmp_path: Path, variable: str, value: str, said: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "run"],
+        env=operator_env(tmp_path / "data", **{variable: value}),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and said in result.stderr, result.stderr
+    assert list(tmp_path.iterdir()) == []
