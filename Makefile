@@ -41,5 +41,9 @@ bench-engine: $(STAMP)
 bench-worker: $(STAMP)
 	$(BIN)/python -m bench.worker
 
+## clean-data: wipe the embedded servers' data (refused while `make run` uses it)
 clean-data:
+	@if test -f .tradegraph/endpoints.json && test -x $(BIN)/python && $(BIN)/python -c \
+	  'import sys; from app.config import Settings; from app.kit.bootstrap import running_platform; sys.exit(running_platform(Settings(data_dir=".tradegraph")) is None)'; \
+	  then echo "make clean-data: TradeGraph is running on this data (stop make run first)" >&2; exit 1; fi
 	rm -rf .tradegraph
