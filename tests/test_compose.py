@@ -81,3 +81,12 @@ def test_every_tradegraph_service_restarts_unless_stopped(
 ) -> None:
     for name in ("worker", "api-1", "api-2"):
         assert compose["services"][name]["restart"] == "unless-stopped", name
+
+
+def test_the_image_can_migrate_from_its_working_directory() -> None:
+    # The image installs the package (`pip install .`), which holds neither alembic.ini nor
+    # migrations/: app/kit/migrate.py then reads them from the working directory.
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "WORKDIR /srv/tradegraph" in dockerfile
+    assert "COPY migrations migrations" in dockerfile
+    assert "COPY alembic.ini ./" in dockerfile
