@@ -19,6 +19,7 @@ from typing import Any
 from graphql import (
     ArgumentNode,
     DocumentNode,
+    GraphQLResolveInfo,
     ObjectFieldNode,
     StringValueNode,
     VariableDefinitionNode,
@@ -27,7 +28,6 @@ from graphql import (
     visit,
 )
 from strawberry.extensions import SchemaExtension
-from strawberry.types import Info
 
 from graph.errors import invalid_input
 from graph.scalars import InvalidValue
@@ -55,7 +55,7 @@ def _walk(value: object, path: str) -> Iterator[tuple[str, object]]:
     while stack:
         where, item = stack.pop()
         if isinstance(item, Mapping):
-            stack.extend((f"{where}.{key}", child) for key, child in reversed(item.items()))
+            stack.extend((f"{where}.{key}", child) for key, child in reversed(list(item.items())))
         elif isinstance(item, (list, tuple)):
             stack.extend(
                 (f"{where}.{index}", child) for index, child in reversed(list(enumerate(item)))
@@ -105,8 +105,8 @@ def check_strings(document: DocumentNode | None, variables: Mapping[str, object]
     if document is not None:
         visit(document, found)
         if found.bad_literal is not None:
-            where, problem = found.bad_literal
-            raise invalid_input(f"`{where}` {problem}", where)
+            where, refusal = found.bad_literal
+            raise invalid_input(f"`{where}` {refusal}", where)
     for name, value in (variables or {}).items():
         argument = found.argument_of.get(name, name)
         for path, leaf in _walk(value, argument):
@@ -127,7 +127,12 @@ class InputGuard(SchemaExtension):
         yield
 
     def resolve(
-        self, _next: Callable[..., object], root: object, info: Info, *args: Any, **kwargs: Any
+        self,
+        _next: Callable[..., object],
+        root: object,
+        info: GraphQLResolveInfo[Any],
+        *args: Any,
+        **kwargs: Any,
     ) -> object:
         if kwargs:
             check_arguments(kwargs)

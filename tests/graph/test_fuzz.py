@@ -113,7 +113,7 @@ def _operations(ids: list[str]) -> st.SearchStrategy[str]:
         *graphql_schema.query_type.fields,
         *(name for name in graphql_schema.mutation_type.fields if name != "logout"),
     ]
-    return from_schema(  # type: ignore[no-any-return]
+    return from_schema(
         graphql_schema,
         fields=fields,
         custom_scalars={
