@@ -418,3 +418,36 @@ async def test_orders_statuses_lists_a_partly_filled_order_as_open(
     assert pending["data"]["orders"]["edges"] == []
     assert top_level(both) == [("INVALID_INPUT", "statuses")]
     assert top_level(empty) == [("INVALID_INPUT", "statuses")]
+
+
+async def test_a_subscription_with_a_nul_symbol_is_invalid_input(platform: Platform) -> None:
+    url = platform.url.replace("http://", "ws://") + "/graphql"
+    async with connect(url, subprotocols=["graphql-transport-ws"]) as ws:  # type: ignore[list-item]
+        await ws.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert json.loads(await ws.recv())["type"] == "connection_ack"
+        query = "subscription($s: String!) { orderBook(symbol: $s) { sequence } }"
+        await ws.send(
+            json.dumps(
+                {
+                    "id": "1",
+                    "type": "subscribe",
+                    "payload": {"query": query, "variables": {"s": "a\x00b"}},
+                }
+            )
+        )
+        message = json.loads(await ws.recv())
+        # Still open: a further operation is answered.
+        await ws.send(
+            json.dumps(
+                {"id": "2", "type": "subscribe", "payload": {"query": "{ markets { symbol } }"}}
+            )
+        )
+        answer = json.loads(await ws.recv())
+        while answer["type"] == "complete":
+            answer = json.loads(await ws.recv())
+    assert message["type"] in ("error", "next"), message
+    errors = message["payload"] if message["type"] == "error" else message["payload"]["errors"]
+    assert [(e["extensions"]["code"], e["extensions"]["argument"]) for e in errors] == [
+        ("INVALID_INPUT", "symbol")
+    ]
+    assert answer["type"] == "next" and answer["payload"]["data"]["markets"]
