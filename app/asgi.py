@@ -11,6 +11,7 @@ Strawberry makes before GraphQL runs (bad JSON, a mutation over GET...) are JSON
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -128,6 +129,22 @@ class GraphQLApp(GraphQL[Context, None]):
                 media_type="application/json",
             )
         await response(scope, receive, send)
+
+    def decode_json(self, data: str | bytes) -> object:
+        """Bodies, ``variables`` and WebSocket messages that are not UTF-8 or are nested too
+        deep are malformed JSON (HTTP 400 ``BAD_REQUEST``, WebSocket close 4400)."""
+        try:
+            return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
+        except (UnicodeDecodeError, RecursionError) as exc:
+            reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "nested too deep"
+            raise json.JSONDecodeError(f"malformed JSON ({reason})", "", 0) from None
+
+    def parse_json(self, data: str | bytes) -> Any:
+        """An HTTP body (or a GET's ``variables``) must be a JSON object."""
+        parsed = super().parse_json(data)
+        if not isinstance(parsed, dict):
+            raise HTTPException(400, "the request must be a JSON object")
+        return parsed
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

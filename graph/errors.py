@@ -4,7 +4,8 @@
   with an :class:`ErrorCode`, the input field at fault and a message.
 - Refusals of the request itself are top-level GraphQL errors with ``extensions.code``:
   :data:`UNAUTHENTICATED`, :data:`FORBIDDEN`, :data:`RATE_LIMITED`, :data:`INVALID_INPUT`
-  (bad arguments or variables), :data:`GRAPHQL_PARSE_FAILED` and
+  (bad arguments or variables), :data:`NOT_FOUND` (a query argument names nothing, such
+  as an unknown market's symbol), :data:`GRAPHQL_PARSE_FAILED` and
   :data:`GRAPHQL_VALIDATION_FAILED` (the document itself: syntax, unknown fields, depth,
   aliases, tokens), and :data:`INTERNAL_SERVER_ERROR` for anything unexpected (masked, with
   a ``requestId`` that is in the server log).
@@ -25,6 +26,7 @@ UNAUTHENTICATED = "UNAUTHENTICATED"
 FORBIDDEN = "FORBIDDEN"
 RATE_LIMITED = "RATE_LIMITED"
 INVALID_INPUT = "INVALID_INPUT"
+NOT_FOUND = "NOT_FOUND"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
@@ -80,3 +82,7 @@ def forbidden(message: str = "you are not allowed to do this") -> ApiError:
 
 def invalid_input(message: str, argument: str) -> ApiError:
     return ApiError(message, INVALID_INPUT, argument=argument)
+
+
+def not_found(message: str, argument: str) -> ApiError:
+    return ApiError(message, NOT_FOUND, argument=argument)

@@ -66,7 +66,8 @@ def decode_cursor(cursor: str) -> int:
     except (binascii.Error, UnicodeError, ValueError):
         text = ""
     number = text.removeprefix(_PREFIX)
-    if not text.startswith(_PREFIX) or not number.isdigit() or int(number) > _MAX_ID:
+    valid = text.startswith(_PREFIX) and number.isascii() and number.isdigit()
+    if not valid or len(number) > 19 or int(number) > _MAX_ID:
         raise invalid_input("`after` is not a cursor from this list", "after")
     return int(number)
 

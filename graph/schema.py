@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
@@ -11,6 +13,7 @@ from strawberry.extensions import (
     QueryDepthLimiter,
     ValidationCache,
 )
+from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
 from graph.accounts.mutations import AccountMutations
@@ -18,6 +21,7 @@ from graph.accounts.queries import AccountQueries
 from graph.balances.mutations import BalanceMutations
 from graph.balances.queries import BalanceQueries
 from graph.extensions import RequestGuard, process_errors
+from graph.inputs import InputGuard
 from graph.markets.mutations import MarketMutations
 from graph.markets.queries import MarketQueries
 from graph.markets.subscriptions import MarketSubscriptions
@@ -27,6 +31,7 @@ from graph.orders.subscriptions import OrderSubscriptions
 from graph.risk.mutations import RiskMutations
 from graph.risk.queries import RiskQueries
 from graph.risk.subscriptions import RiskSubscriptions
+from graph.scalars import MoneyDefinition
 
 MAX_DEPTH = 12
 MAX_ALIASES = 30
@@ -61,8 +66,10 @@ schema = TradeGraphSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
+    config=StrawberryConfig(scalar_map={Decimal: MoneyDefinition}),
     extensions=[
         RequestGuard,
+        InputGuard,
         lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
         lambda: QueryDepthLimiter(max_depth=MAX_DEPTH),
         lambda: MaxAliasesLimiter(max_alias_count=MAX_ALIASES),

@@ -14,6 +14,7 @@ from app.balances import repository
 from app.kit.bus import CommandBus
 from app.kit.commands import dispatch
 from app.kit.errors import Problem
+from app.kit.money import MAX_AMOUNT, MAX_DECIMALS
 from app.orders import errors
 
 ASSET = re.compile(r"^[A-Z0-9]{1,20}$")
@@ -52,8 +53,12 @@ class BalanceService:
             problems.append(Problem(errors.INVALID_INPUT, "not an asset code", "asset"))
         if not amount.is_finite() or amount <= 0:
             problems.append(Problem(errors.INVALID_INPUT, "amount must be positive", "amount"))
-        elif amount.as_tuple().exponent < -8:  # type: ignore[operator]
-            problems.append(Problem(errors.INVALID_INPUT, "at most 8 decimals", "amount"))
+        elif amount > MAX_AMOUNT:
+            problems.append(Problem(errors.INVALID_INPUT, f"at most {MAX_AMOUNT}", "amount"))
+        elif amount.as_tuple().exponent < -MAX_DECIMALS:  # type: ignore[operator]
+            problems.append(
+                Problem(errors.INVALID_INPUT, f"at most {MAX_DECIMALS} decimals", "amount")
+            )
         if command_id is not None:
             if not 1 <= len(command_id) <= MAX_KEY:
                 problems.append(

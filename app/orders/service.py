@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.kit.bus import CommandBus
 from app.kit.commands import dispatch
 from app.kit.errors import Problem
+from app.kit.money import MAX_AMOUNT, MAX_DECIMALS, plain_text
 from app.kit.pagination import Page, PageRequest
 from app.markets.models import Market
 from app.markets.service import MarketService
@@ -23,7 +24,6 @@ from app.orders import errors, repository
 from app.orders.models import Order, Trade
 from engine import CLIENT_ORDER_ID
 
-MAX_DECIMALS = 8
 OPEN_STATUSES = ("PENDING", "PARTIAL")
 
 
@@ -56,19 +56,18 @@ class Outcome:
     problems: list[Problem] = field(default_factory=list)
 
 
-def _plain(value: Decimal) -> str:
-    return format(value.normalize(), "f")
+_plain = plain_text
 
 
 def _check_amount(
     value: Decimal, step: Decimal, name: str, what: str, problems: list[Problem]
 ) -> None:
-    try:
-        finite = value.is_finite()
-    except InvalidOperation:
-        finite = False
-    if not finite or value <= 0:
+    """``value`` comes from the strict ``Decimal`` scalar (``app.kit.money.parse_amount``);
+    the range and decimals are checked again so that no arithmetic below can overflow."""
+    if not value.is_finite() or value <= 0:
         problems.append(Problem(errors.INVALID_INPUT, f"{what} must be positive", name))
+    elif value > MAX_AMOUNT:
+        problems.append(Problem(errors.INVALID_INPUT, f"{what} is at most {MAX_AMOUNT}", name))
     elif value.as_tuple().exponent < -MAX_DECIMALS:  # type: ignore[operator]
         problems.append(
             Problem(errors.INVALID_INPUT, f"{what} has more than {MAX_DECIMALS} decimals", name)

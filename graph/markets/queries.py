@@ -3,7 +3,7 @@ from __future__ import annotations
 import strawberry
 
 from graph.context import Context
-from graph.errors import invalid_input
+from graph.errors import invalid_input, not_found
 from graph.markets.types import Market
 from graph.markets.types_book import OrderBook
 
@@ -13,6 +13,14 @@ MAX_DEPTH = 100
 def check_depth(depth: int) -> None:
     if not 1 <= depth <= MAX_DEPTH:
         raise invalid_input(f"`depth` must be between 1 and {MAX_DEPTH}", "depth")
+
+
+async def require_market(info: strawberry.Info[Context, None], symbol: str) -> str:
+    """The market's symbol as stored; a top-level ``NOT_FOUND`` if there is no such market."""
+    row = await info.context.services.markets.get(symbol)
+    if row is None:
+        raise not_found(f"no market {symbol!r}", "symbol")
+    return row.symbol
 
 
 @strawberry.type
@@ -28,13 +36,13 @@ class MarketQueries:
         return Market.from_row(row) if row else None
 
     @strawberry.field(
-        description=f"A market's book by price level, best first (depth 1-{MAX_DEPTH})."
+        description=f"A market's book by price level, best first (depth 1-{MAX_DEPTH}); "
+        "an unknown symbol is a NOT_FOUND error."
     )
     async def order_book(
         self, info: strawberry.Info[Context, None], symbol: str, depth: int = 20
     ) -> OrderBook | None:
         check_depth(depth)
-        if await info.context.services.markets.get(symbol) is None:
-            return None
+        symbol = await require_market(info, symbol)
         snapshot = await info.context.services.markets.order_book(symbol, depth)
         return OrderBook.from_snapshot(snapshot)

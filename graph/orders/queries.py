@@ -1,9 +1,13 @@
 from __future__ import annotations
 
+from typing import Annotated
+
 import strawberry
 
 from graph.context import Context
+from graph.errors import invalid_input
 from graph.ids import parse_id
+from graph.markets.queries import require_market
 from graph.orders.types import Fill, Order, OrderStatus, Trade
 from graph.pagination import DEFAULT_PAGE_SIZE, Connection, connection, page_request
 from graph.permissions import IsAuthenticated, require_viewer
@@ -19,22 +23,35 @@ async def _user_id(info: Info) -> int:
 class OrderQueries:
     @strawberry.field(
         permission_classes=[IsAuthenticated],
-        description="Your orders, newest first; filter by market and status.",
+        description="Your orders, newest first; filter by market and by `status` or "
+        "`statuses` (your open orders: `statuses: [PENDING, PARTIAL]`).",
     )
     async def orders(
         self,
         info: Info,
         symbol: str | None = None,
         status: OrderStatus | None = None,
+        statuses: Annotated[
+            list[OrderStatus] | None,
+            strawberry.argument(
+                description="Any of these statuses; [PENDING, PARTIAL] = the open orders."
+            ),
+        ] = None,
         first: int = DEFAULT_PAGE_SIZE,
         after: str | None = None,
     ) -> Connection[Order] | None:
         user_id = await _user_id(info)
+        if status is not None and statuses is not None:
+            raise invalid_input("give `status` or `statuses`, not both", "statuses")
+        wanted = [status] if status is not None else statuses
+        if wanted is not None and not wanted:
+            raise invalid_input("`statuses` needs at least one status", "statuses")
+        request = page_request(first, after)
         page = await info.context.services.trading.orders(
             user_id,
-            page_request(first, after),
-            symbol=symbol.upper() if symbol else None,
-            statuses=[status.value] if status else None,
+            request,
+            symbol=await require_market(info, symbol) if symbol is not None else None,
+            statuses=sorted({item.value for item in wanted}) if wanted else None,
         )
         return connection(page, Order.from_row, after=after)
 
@@ -62,12 +79,17 @@ class OrderQueries:
         after: str | None = None,
     ) -> Connection[Fill] | None:
         user_id = await _user_id(info)
+        request = page_request(first, after)
         page = await info.context.services.trading.fills(
-            user_id, page_request(first, after), symbol=symbol.upper() if symbol else None
+            user_id,
+            request,
+            symbol=await require_market(info, symbol) if symbol is not None else None,
         )
         return connection(page, lambda row: Fill.from_row(row, user_id), after=after)
 
-    @strawberry.field(description="A market's trades, newest first (public).")
+    @strawberry.field(
+        description="A market's trades, newest first (public); an unknown symbol is NOT_FOUND."
+    )
     async def trades(
         self,
         info: Info,
@@ -75,5 +97,8 @@ class OrderQueries:
         first: int = DEFAULT_PAGE_SIZE,
         after: str | None = None,
     ) -> Connection[Trade]:
-        page = await info.context.services.trading.trades(symbol, page_request(first, after))
+        request = page_request(first, after)
+        page = await info.context.services.trading.trades(
+            await require_market(info, symbol), request
+        )
         return connection(page, Trade.from_row, after=after)

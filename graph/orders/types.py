@@ -173,7 +173,9 @@ class PlaceOrderInput:
 class AmendOrderInput:
     id: strawberry.ID
     quantity: Decimal | None = strawberry.field(
-        default=None, description="Lowering it keeps time priority; raising it loses it."
+        default=None,
+        description="The new total quantity, including what is already filled (it must "
+        "exceed that). Lowering it keeps time priority; raising it loses it.",
     )
     price: Decimal | None = strawberry.field(
         default=None, description="A new price moves the order to the back of its new level."

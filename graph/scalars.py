@@ -1,0 +1,68 @@
+"""The ``Decimal`` scalar, strict: every amount in the schema is parsed here, and only here.
+
+An amount in is a JSON or GraphQL *string* that :func:`app.kit.money.parse_amount` accepts
+(ASCII ``digits[.digits]``, at most 8 decimals, at most 999999999999.99999999). JSON numbers
+and GraphQL number literals are refused: a float cannot be trusted to be the amount meant.
+
+A refused value does not fail coercion (graphql-core would then lose which argument it was
+and word the error its own way): it becomes an :class:`InvalidValue`, which
+:class:`graph.inputs.InputGuard` turns into a top-level ``INVALID_INPUT`` error naming the
+argument, before the resolver runs. Amounts out are plain strings (``"100"``, never
+``"1E+2"``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from graphql import StringValueNode, ValueNode
+from strawberry.types.scalar import ScalarDefinition
+
+from app.kit.money import InvalidAmount, parse_amount, plain_text
+
+NOT_A_STRING = 'an amount is a string such as "0.25", not a number'
+
+
+@dataclass(frozen=True, slots=True)
+class InvalidValue:
+    """An input value its scalar refused; ``message`` says why, for the client."""
+
+    message: str
+
+
+def _parse(value: object) -> Decimal | InvalidValue:
+    if not isinstance(value, str):
+        return InvalidValue(NOT_A_STRING)
+    try:
+        return parse_amount(value)
+    except InvalidAmount as refusal:
+        return InvalidValue(str(refusal))
+
+
+def _parse_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> object:
+    if isinstance(node, StringValueNode):
+        return _parse(node.value)
+    return InvalidValue(NOT_A_STRING)
+
+
+def _serialize(value: object) -> str:
+    if isinstance(value, Decimal):
+        return plain_text(value)
+    return str(value)
+
+
+MoneyDefinition = ScalarDefinition(
+    name="Decimal",
+    description=(
+        "An exact amount as a string of ASCII digits with an optional '.' and at most 8 "
+        'decimals, such as "0.25" (at most 999999999999.99999999; no sign, exponent or '
+        "spaces; never a JSON number)."
+    ),
+    specified_by_url=None,
+    serialize=_serialize,
+    parse_value=_parse,
+    parse_literal=_parse_literal,
+    origin=Decimal,
+)
