@@ -16,6 +16,9 @@ MAX_AMOUNT = 10**20 - 1
 The engine refuses anything larger, and any deposit that would make the exchange hold more
 of an asset, so no balance, order or trade can ever fail to be written."""
 _QUANTUM = Decimal(1).scaleb(-DECIMALS)
+_MAX_EXPONENT = 30
+"""Amounts of 10**30 and more are refused before they become integers: ``int()`` of
+``1E+63000`` alone takes a quarter of a second, and no amount that large can be valid."""
 PPM = 1_000_000
 """Fee rates are parts per million: 0.100 % is 1000."""
 
@@ -23,8 +26,8 @@ PPM = 1_000_000
 def to_units(value: Decimal | str | int) -> int:
     """Convert a decimal amount to integer units, refusing anything that is not exact.
 
-    Raises ``ValueError`` for NaN, infinities and amounts with more than 8 decimals;
-    nothing is ever rounded.
+    Raises ``ValueError`` for NaN, infinities, amounts with more than 8 decimals and
+    magnitudes of 10**30 or more; nothing is ever rounded.
     """
     if type(value) is str:
         # Fast path for what the API sends: plain ASCII digits with at most 8 decimals.
@@ -45,6 +48,8 @@ def to_units(value: Decimal | str | int) -> int:
         raise ValueError(f"not a decimal amount: {value!r}") from None
     if not amount.is_finite():
         raise ValueError(f"not a finite amount: {value!r}")
+    if amount and amount.adjusted() >= _MAX_EXPONENT:
+        raise ValueError(f"out of range: {value!r}")
     scaled = amount.scaleb(DECIMALS)
     if scaled != scaled.to_integral_value():
         raise ValueError(f"more than {DECIMALS} decimals: {value!r}")

@@ -53,14 +53,15 @@ def test_the_string_fast_path_agrees_with_decimal(text: str) -> None:
 
 
 def _decimal_units(text: str) -> int:
-    """The definition: Decimal's reading of ``text``, refused unless exact in 1e-8 units."""
+    """The definition: Decimal's reading of ``text``, refused unless exact in 1e-8 units
+    and below 10**30."""
     from decimal import InvalidOperation
 
     try:
         amount = Decimal(text)
     except InvalidOperation:
         raise ValueError(text) from None
-    if not amount.is_finite():
+    if not amount.is_finite() or abs(amount) >= Decimal(10) ** 30:
         raise ValueError(text)
     scaled = amount.scaleb(8)
     if scaled != scaled.to_integral_value():
@@ -99,3 +100,10 @@ def test_fee_rates_are_below_one_hundred_percent() -> None:
         FeeRates(1000, 1_000_000)
     with pytest.raises(ValueError):
         FeeRates(-1, 1000)
+
+
+def test_huge_exponents_are_refused_before_they_become_integers() -> None:
+    for text in ("1E+63000", "-1E+999999999", "1E+30"):
+        with pytest.raises(ValueError, match="out of range"):
+            to_units(text)
+    assert to_units("1E+20") == 10**28
