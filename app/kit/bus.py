@@ -174,10 +174,10 @@ class CommandBus:
                 [command_id, kind, self.reply_channel, orjson.dumps(payload).decode()], future
             )
             reply = await future
+        except TimeoutError:  # before OSError, of which it is a kind
+            raise CommandTimeout(command_id, timeout) from None
         except (RedisError, OSError) as exc:
             raise CommandBusUnavailable(command_id, exc) from None
-        except TimeoutError:
-            raise CommandTimeout(command_id, timeout) from None
         finally:
             expiry.cancel()
             waiting = self._waiting.get(command_id)
@@ -234,8 +234,10 @@ class CommandBus:
                         except (ValueError, KeyError, TypeError):
                             log.exception("unreadable reply message on %s", self.reply_channel)
             except REDIS_DOWN as exc:
+                self._subscribed.clear()  # submits wait (within their timeout) for the next
                 log.warning("reply channel lost (%s); resubscribing in %.1fs", exc, backoff)
             except Exception:  # never end: every later submit would wait for nothing
+                self._subscribed.clear()
                 log.exception("reply listener failed; resubscribing in %.1fs", backoff)
             finally:
                 with contextlib.suppress(Exception):

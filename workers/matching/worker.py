@@ -323,6 +323,7 @@ class MatchingWorker:
                 await self._ensure_group()
                 assert self.engine is not None
                 await rebuild_book_cache(self.redis, self.keys, self.engine)
+                await self._beat(force=True)
                 await self._drain_pending()
                 await self._beat(force=True)
                 return
@@ -387,6 +388,7 @@ class MatchingWorker:
             # while recovering, perhaps because of one of them; run them one at a time so a
             # command that crashes the worker is isolated, and written off alone after
             # MAX_DELIVERIES (each read counts one delivery, so read them one at a time too).
+            await self._beat()
             single = any(item["times_delivered"] > 1 for item in pending)
             entries = await self._read("0", block=None, count=1 if single else MAX_BATCH)
             if entries:
