@@ -169,7 +169,7 @@ async def test_a_bad_entry_of_every_kind_is_answered_and_the_commands_around_it_
     pubsub = raw.pubsub()
     await pubsub.subscribe(channel)
     run = uuid.uuid4().hex[:8]
-    good = {
+    good: dict[Any, Any] = {
         "kind": "deposit",
         "payload": json.dumps({"user_id": alice, "asset": "USDT", "amount": "1"}),
     }
@@ -181,8 +181,8 @@ async def test_a_bad_entry_of_every_kind_is_answered_and_the_commands_around_it_
                 pipe.xadd(
                     keys.command_stream(), {"id": f"good-{run}-{n}a", **good, "reply_to": channel}
                 )
-                bad = {"id": f"bad-{run}-{n}", **fields, "reply_to": channel}
-                pipe.xadd(keys.command_stream(), bad)  # type: ignore[arg-type]
+                bad: dict[Any, Any] = {"id": f"bad-{run}-{n}", **fields, "reply_to": channel}
+                pipe.xadd(keys.command_stream(), bad)
                 pipe.xadd(
                     keys.command_stream(), {"id": f"good-{run}-{n}b", **good, "reply_to": channel}
                 )
