@@ -46,6 +46,7 @@ class ErrorCode(Enum):
     USERNAME_TAKEN = "USERNAME_TAKEN"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
     TIMEOUT = "TIMEOUT"
+    INTERNAL = "INTERNAL"
 
 
 @strawberry.type(description="An expected refusal: what went wrong, and with which input.")

@@ -9,6 +9,11 @@ The worker sends one message per channel per committed batch: ``{"replies": [{"i
 
 A command id the worker has already committed is never applied again: a retry gets the
 original reply.
+
+Redis going away is survived: the reply subscription reconnects and subscribes again by
+itself, and a command submitted while Redis is unreachable fails with
+:class:`CommandBusUnavailable` (a :class:`CommandTimeout`: the outcome is unknown, a retry
+with the same command id is safe) instead of an unexpected error.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ import orjson
 from prometheus_client import Histogram
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.kit.redis import Keys
 
@@ -35,6 +42,7 @@ log = logging.getLogger(__name__)
 CONSUMER_GROUP = "matching"
 DEFAULT_TIMEOUT = 5.0
 MAX_COMMAND_ID_LENGTH = 64
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 
 APPEND_COMMANDS = """
 -- KEYS[1]: the command stream. ARGV: id, kind, reply_to, payload for each command.
@@ -60,6 +68,18 @@ class CommandTimeout(TimeoutError):
         super().__init__(
             f"the matching worker did not answer command {command_id} within {timeout:g}s; "
             "retry with the same command id"
+        )
+        self.command_id = command_id
+
+
+class CommandBusUnavailable(CommandTimeout):
+    """Redis could not be reached to send the command or to hear its reply."""
+
+    def __init__(self, command_id: str, reason: BaseException | str) -> None:
+        TimeoutError.__init__(
+            self,
+            f"the command bus (Redis) is unreachable ({reason}); command {command_id} may "
+            "not have been sent; retry with the same command id",
         )
         self.command_id = command_id
 
@@ -138,7 +158,11 @@ class CommandBus:
         command_id = command_id or new_command_id()
         if not 0 < len(command_id) <= MAX_COMMAND_ID_LENGTH:
             raise ValueError(f"a command id has 1 to {MAX_COMMAND_ID_LENGTH} characters")
-        await self.start()
+        try:
+            # Normally at once; while Redis is down, the subscription waits for it.
+            await asyncio.wait_for(self.start(), timeout)
+        except TimeoutError:
+            raise CommandBusUnavailable(command_id, "no reply subscription") from None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[dict[str, Any]] = loop.create_future()
         self._waiting[command_id].append(future)
@@ -150,8 +174,10 @@ class CommandBus:
                 [command_id, kind, self.reply_channel, orjson.dumps(payload).decode()], future
             )
             reply = await future
-        except TimeoutError:
+        except TimeoutError:  # before OSError, of which it is a kind
             raise CommandTimeout(command_id, timeout) from None
+        except (RedisError, OSError) as exc:
+            raise CommandBusUnavailable(command_id, exc) from None
         finally:
             expiry.cancel()
             waiting = self._waiting.get(command_id)
@@ -203,14 +229,21 @@ class CommandBus:
                 while True:
                     message = await pubsub.get_message(timeout=1.0)
                     if message is not None:
-                        self._resolve(message["data"])
-            except (RedisConnectionError, OSError) as exc:
+                        try:
+                            self._resolve(message["data"])
+                        except (ValueError, KeyError, TypeError):
+                            log.exception("unreadable reply message on %s", self.reply_channel)
+            except REDIS_DOWN as exc:
+                self._subscribed.clear()  # submits wait (within their timeout) for the next
                 log.warning("reply channel lost (%s); resubscribing in %.1fs", exc, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
+            except Exception:  # never end: every later submit would wait for nothing
+                self._subscribed.clear()
+                log.exception("reply listener failed; resubscribing in %.1fs", backoff)
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
 
     def _resolve(self, data: str | bytes) -> None:
         for reply in orjson.loads(data)["replies"]:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.kit.bus import CommandBus, CommandTimeout
+from app.kit.bus import CommandBus, CommandBusUnavailable, CommandTimeout
 from app.kit.errors import Problem
 
 TIMEOUT = "TIMEOUT"
 INVALID_INPUT = "INVALID_INPUT"
+INTERNAL = "INTERNAL"
 
 # The engine's and worker's codes, as the API reports them.
 WORKER_CODES = {
@@ -24,7 +25,7 @@ WORKER_CODES = {
     "NOT_FOUND": "NOT_FOUND",
     "ORDER_NOT_OPEN": "ORDER_NOT_OPEN",
     "UNKNOWN_SYMBOL": INVALID_INPUT,
-    "INTERNAL": "RISK_REJECTED",
+    "INTERNAL": INTERNAL,  # the worker could not process the command: nothing was applied
 }
 
 
@@ -46,6 +47,12 @@ async def dispatch(
 ) -> dict[str, Any] | Problem:
     try:
         reply = await bus.submit(kind, payload, command_id=command_id, timeout=timeout)
+    except CommandBusUnavailable:
+        return Problem(
+            TIMEOUT,
+            "the command bus is unreachable for now; a retry with the same clientOrderId or "
+            "idempotency key is safe",
+        )
     except CommandTimeout:
         return Problem(
             TIMEOUT,

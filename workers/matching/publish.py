@@ -1,4 +1,5 @@
-"""After a commit: replies to callers, the Redis order-book cache, and events on pub/sub.
+"""After a commit: the Redis order-book cache and the events on pub/sub (the worker itself
+sends the replies, in the same pipeline, after these).
 
 The cache (`orderbook:{symbol}:bids|asks`, the seed's keys) holds one member per price
 level: score = the price in 1e-8 units (exact in a double below 2^53), member = JSON

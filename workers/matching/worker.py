@@ -1,4 +1,4 @@
-"""The matching worker's loop: read commands, match, group-commit, acknowledge, answer.
+"""The matching worker's loop: read commands, match, group-commit, answer, acknowledge.
 
 Three stages run side by side, joined by queues one batch deep:
 
@@ -7,28 +7,48 @@ Three stages run side by side, joined by queues one batch deep:
                  their earlier reply) → hand the batch to the committer
     committer: write every row of the batch in ONE PostgreSQL statement, command ids
                included → hand it to the publisher
-    publisher: XACK (and trim) the entries — only now, after the commit — reply to the
-               callers, update the Redis book cache, publish events.
+    publisher: in one pipeline, only now, after the commit: update the Redis book cache and
+               publish the events, send the replies to the callers, then XACK (and trim)
+               the entries.
 
 So the engine matches batch N+2 while PostgreSQL commits batch N+1 and Redis carries batch
 N; each stage takes the batches strictly in order. A reply never reports something that
-is not committed. If a commit (or what follows it) fails, the engine's state is ahead of
-what was acknowledged, so the worker exits and a restart rebuilds it from PostgreSQL and
-re-reads the unacknowledged entries.
+is not committed.
+
+What must never stop matching:
+
+- A malformed entry. Every field is checked by the codec before the database sees it (a
+  bad one is answered INVALID_INPUT); an id that could not be stored or looked up is
+  answered without a lookup; an entry delivered more than MAX_DELIVERIES times is written
+  off (answered INTERNAL) before any database access; if the batch's dedupe lookup fails,
+  the ids are looked up one at a time and the one that fails is written off alone.
+- Redis going away. The read loop and the publisher retry with backoff until Redis is
+  back; then the matcher lets the batches in flight finish, recreates the consumer group
+  (a Redis that lost its data answers NOGROUP), rebuilds the book cache from the engine and
+  re-reads its pending entries. The commit is durable and replayed ids are answered from
+  ``processed_commands``, so nothing is applied twice and nothing acknowledged is lost.
+
+What stops the process (non-zero, so a supervisor restarts it and recovery rebuilds the
+engine from PostgreSQL): a commit that fails, or any other unexpected error in a stage -
+the engine's state is then ahead of what is durable. The heartbeat is written by the matcher
+loop itself, once a turn at most every HEARTBEAT_SECONDS, and only while no batch has been
+stuck in the pipeline for STALL_SECONDS: a wedged worker's heartbeat expires and ``/readyz``
+reports it. SIGTERM finishes the batches in flight within SHUTDOWN_SECONDS, or gives up on
+them (they stay unacknowledged) and exits non-zero; it never waits forever.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import os
 import signal
 import socket
+import threading
 import time
-from collections import Counter, defaultdict
-from collections.abc import Awaitable, Callable
+from collections import Counter, defaultdict, deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,16 +56,26 @@ import asyncpg
 import orjson
 from prometheus_client import Counter as Metric
 from prometheus_client import Histogram
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from app.config import Settings
 from app.kit.bus import CONSUMER_GROUP
 from app.kit.db import plain_url
 from app.kit.metrics import serve_metrics
-from app.kit.redis import Keys, create_redis
+from app.kit.redis import Keys
 from engine import Command, CommandRejected, Engine, Event, RejectCode
-from workers.matching.codec import BadCommand, decode, rejected, reply_for
+from workers.matching.codec import (
+    BadCommand,
+    command_id_problem,
+    decode,
+    printable,
+    recorded_kind,
+    rejected,
+    reply_for,
+)
 from workers.matching.publish import publish_events, rebuild_book_cache
 from workers.matching.recovery import restore_engine
 from workers.matching.store import Batch
@@ -55,10 +85,26 @@ log = logging.getLogger(__name__)
 CONSUMER = "matching-worker"
 MAX_BATCH = 1000
 BLOCK_MS = 50
-HEARTBEAT_SECONDS = 1.0
-HEARTBEAT_TTL = 5
+HEARTBEAT_SECONDS = 0.5
+HEARTBEAT_TTL = 3
+STALL_SECONDS = 3.0
+"""A batch in the pipeline longer than this (a commit waiting on a lock, a publish waiting
+on Redis) stops the heartbeat: the worker is not making progress."""
+SHUTDOWN_SECONDS = 5.0
+"""SIGTERM: how long the batches already matched get to be committed and published."""
+CONNECT_SECONDS = 10.0
+MAX_BACKOFF = 2.0
 MAX_DELIVERIES = 3
 """An entry delivered this many times without being acknowledged is answered as failed."""
+EXIT_FAILED = 70
+"""A stage failed: the engine may be ahead of PostgreSQL; restart to rebuild it."""
+EXIT_SHUTDOWN_TIMEOUT = 75
+"""SIGTERM, but the batches in flight could not be finished in time (they will be re-read)."""
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+"""Redis is unreachable (restarting, network): retried, never fatal."""
+POSTGRES_DOWN = (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError)
+"""PostgreSQL is unreachable: a lookup failing so says nothing about the command."""
 
 COMMANDS = Metric("tradegraph_worker_commands_total", "Commands processed", ["kind", "outcome"])
 BATCH_SIZE = Histogram(
@@ -78,6 +124,8 @@ REPLY_SECONDS = Histogram(
     buckets=(0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 
+WRITTEN_OFF = "the worker could not process this command"
+
 
 def _decode(kind: str, payload_text: str) -> Command | dict[str, Any]:
     """The engine command of a stream entry, or the INVALID_INPUT reply if it has none."""
@@ -86,8 +134,13 @@ def _decode(kind: str, payload_text: str) -> Command | dict[str, Any]:
         if not isinstance(payload, dict):
             raise BadCommand("the payload must be a JSON object")
         return decode(kind, payload)
-    except (BadCommand, orjson.JSONDecodeError) as exc:
-        return rejected(RejectCode.INVALID_INPUT, str(exc), getattr(exc, "field", None))
+    except BadCommand as exc:
+        return rejected(RejectCode.INVALID_INPUT, str(exc), exc.field)
+    except (orjson.JSONDecodeError, UnicodeError) as exc:
+        return rejected(RejectCode.INVALID_INPUT, f"the payload is not JSON: {exc}")
+    except Exception:  # a codec bug must not stop matching: the command is not run
+        log.exception("could not decode a %r command", printable(kind)[:40])
+        return rejected(RejectCode.INVALID_INPUT, "the command could not be read")
 
 
 def _after(entry_id: str) -> str:
@@ -101,6 +154,21 @@ def _user_of(command: Command) -> int | None:
     return user_id if isinstance(user_id, int) else None
 
 
+def _create_redis(url: str) -> Redis:
+    """The worker's client. Bytes that are not UTF-8 (an entry written by hand) decode to
+    lone surrogates, which the codec refuses, instead of failing the whole read."""
+    pool = BlockingConnectionPool.from_url(
+        url,
+        decode_responses=True,
+        encoding_errors="surrogateescape",
+        health_check_interval=30,
+        max_connections=16,
+        timeout=10,
+        socket_connect_timeout=2,
+    )
+    return Redis(connection_pool=pool)
+
+
 @dataclass(slots=True)
 class Matched:
     """A batch the engine has run, waiting for its commit."""
@@ -110,8 +178,14 @@ class Matched:
     events: list[Event]
     replies: dict[str, list[dict[str, Any]]]
     started: float
+    write_off_only: bool = False
+    """Only written-off entries: if even recording them fails, they are answered anyway."""
     risk_ids: list[int] = field(default_factory=list)
     """Filled in by the commit: the ids PostgreSQL gave the batch's risk events."""
+
+
+class StageFailed(Exception):
+    """A stage could not go on; the process exits so a restart recovers."""
 
 
 class MatchingWorker:
@@ -119,7 +193,7 @@ class MatchingWorker:
         assert settings.database_url and settings.redis_url
         self.settings = settings
         self.keys = Keys(settings.redis_prefix)
-        self.redis: Redis = create_redis(settings.redis_url)
+        self.redis: Redis = _create_redis(settings.redis_url)
         self.stream = self.keys.command_stream()
         self.stopping = asyncio.Event()
         self.engine: Engine | None = None
@@ -134,13 +208,20 @@ class MatchingWorker:
         """Matched, waiting for the committer."""
         self.committed: asyncio.Queue[Matched] = asyncio.Queue(maxsize=1)
         """Committed, waiting for the publisher."""
+        self.unfinished: deque[Matched] = deque()
+        """Matched and not yet published, oldest first (the heartbeat's progress check)."""
+        self.last_beat = 0.0
+        self.heartbeat_value = orjson.dumps({"pid": os.getpid(), "host": socket.gethostname()})
 
     async def _connect(self, **settings: str) -> asyncpg.Connection:
         return await asyncpg.connect(
-            plain_url(self.settings.database_url or ""), server_settings=settings
+            plain_url(self.settings.database_url or ""),
+            server_settings=settings,
+            timeout=CONNECT_SECONDS,
         )
 
-    async def run(self) -> None:
+    async def run(self) -> int:
+        """Run until SIGTERM (exit code 0) or until a stage fails (non-zero)."""
         # Reads are planned for their own arguments: a generic plan cached while a table was
         # small (a fresh deployment) would keep scanning it sequentially.
         self.conn = await self._connect(plan_cache_mode="force_custom_plan")
@@ -155,33 +236,119 @@ class MatchingWorker:
         self.engine = await restore_engine(
             self.conn, max_open_orders_per_user=self.settings.max_open_orders_per_user
         )
-        await rebuild_book_cache(self.redis, self.keys, self.engine)
-        await self._ensure_group()
         log.info("engine restored in %.3fs", time.perf_counter() - started)
         # The restored books are long-lived: keep them out of every collection, and collect
         # the young generation less often (a batch allocates thousands of short-lived
         # events; most die by reference counting, not by the cycle collector).
         gc.freeze()
         gc.set_threshold(50_000, 50, 100)
-        heartbeat = asyncio.create_task(self._heartbeat())
-        committer = asyncio.create_task(self._committer(), name="committer")
-        publisher = asyncio.create_task(self._publisher(), name="publisher")
-        try:
-            await self._drain_pending()
-            while not self.stopping.is_set():
+        stages = [
+            asyncio.create_task(self._matcher(), name="matcher"),
+            asyncio.create_task(self._committer(), name="committer"),
+            asyncio.create_task(self._publisher(), name="publisher"),
+        ]
+        stop = asyncio.create_task(self.stopping.wait())
+        done, _ = await asyncio.wait([*stages, stop], return_when=asyncio.FIRST_COMPLETED)
+        code = 0
+        if stop in done:
+            # SIGTERM: the matcher stops reading and waits for the batches already matched.
+            finished, _ = await asyncio.wait([stages[0]], timeout=SHUTDOWN_SECONDS)
+            if not finished or stages[0].exception() is not None:
+                log.error(
+                    "the batches in flight did not finish within %gs; exiting, they will be "
+                    "re-read on restart",
+                    SHUTDOWN_SECONDS,
+                )
+                code = EXIT_SHUTDOWN_TIMEOUT
+        else:
+            for task in done:
+                if task.cancelled() or task.exception() is not None:
+                    exc = None if task.cancelled() else task.exception()
+                    log.error(
+                        "the %s stage failed; exiting to recover",
+                        task.get_name(),
+                        exc_info=exc,
+                    )
+            code = EXIT_FAILED
+        stop.cancel()
+        if code:
+            _exit_after(SHUTDOWN_SECONDS, code)
+        await self._close(stages, graceful=code == 0)
+        return code
+
+    async def _close(self, tasks: list[asyncio.Task[None]], *, graceful: bool) -> None:
+        """Stop the stages and close the connections, each within a bounded time."""
+        for task in tasks:
+            task.cancel()
+        await asyncio.wait(tasks, timeout=2.0)
+        if graceful:  # a failed worker's heartbeat is left to expire
+            await _bounded(self.redis.delete(self.keys.worker_heartbeat()))
+        await _bounded(self.redis.aclose())
+        for conn in (self.conn, self.writer):
+            if conn is not None and not await _bounded(conn.close()):
+                conn.terminate()
+
+    # The matcher stage.
+
+    async def _matcher(self) -> None:
+        await self._redis_ready()
+        while not self.stopping.is_set():
+            try:
+                await self._beat()
                 entries = await self._read(">", block=BLOCK_MS)
-                if entries:
-                    await self.batches.put(await self._match(entries))
-            await self._settle()  # SIGTERM: the batches already matched are completed
-        finally:
-            for task in (committer, publisher, heartbeat):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-            await self.redis.delete(self.keys.worker_heartbeat())
-            await self.redis.aclose()
-            await self.conn.close()
-            await self.writer.close()
+            except REDIS_DOWN as exc:
+                log.warning("Redis is unreachable (%s); reconnecting", exc)
+                await self._redis_ready()
+                continue
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("the command stream's group is gone (Redis lost its data)")
+                await self._redis_ready()
+                continue
+            if entries:
+                await self._hand_on(await self._match(entries))
+        await self._settle()  # SIGTERM: the batches already matched are completed
+
+    async def _redis_ready(self) -> None:
+        """(Re)join Redis: wait until it answers, let the batches in flight finish, make
+        sure the consumer group exists, rebuild the book cache, run the pending entries.
+
+        Called at start and after Redis went away; a Redis that lost its data gets its
+        group and its book cache back, one that kept it gets a cache that is exact again."""
+        backoff = 0.05
+        while not self.stopping.is_set():
+            try:
+                await self.redis.ping()
+                await self._settle()
+                await self._ensure_group()
+                assert self.engine is not None
+                await rebuild_book_cache(self.redis, self.keys, self.engine)
+                await self._beat(force=True)
+                await self._drain_pending()
+                await self._beat(force=True)
+                return
+            except REDIS_DOWN as exc:
+                log.info("waiting for Redis (%s); retrying in %.2fs", exc, backoff)
+            except ResponseError as exc:
+                if "NOGROUP" not in str(exc):
+                    raise
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, MAX_BACKOFF)
+
+    async def _beat(self, *, force: bool = False) -> None:
+        """The heartbeat, from the matcher loop itself: proof that matching progresses."""
+        now = time.monotonic()
+        if not force and now - self.last_beat < HEARTBEAT_SECONDS:
+            return
+        if self.unfinished and now - self.unfinished[0].started > STALL_SECONDS:
+            return  # a batch is stuck in the commit or the publish: let the heartbeat lapse
+        await self.redis.set(self.keys.worker_heartbeat(), self.heartbeat_value, ex=HEARTBEAT_TTL)
+        self.last_beat = now
+
+    async def _hand_on(self, matched: Matched) -> None:
+        self.unfinished.append(matched)
+        await self.batches.put(matched)
 
     async def _ensure_group(self) -> None:
         try:
@@ -222,12 +389,13 @@ class MatchingWorker:
             # while recovering, perhaps because of one of them; run them one at a time so a
             # command that crashes the worker is isolated, and written off alone after
             # MAX_DELIVERIES (each read counts one delivery, so read them one at a time too).
+            await self._beat()
             single = any(item["times_delivered"] > 1 for item in pending)
             entries = await self._read("0", block=None, count=1 if single else MAX_BATCH)
             if entries:
                 # The read is one more delivery of each entry it returned (the oldest ones).
                 deliveries = {i["message_id"]: i["times_delivered"] + 1 for i in pending}
-                await self.batches.put(await self._match(entries, deliveries=deliveries))
+                await self._hand_on(await self._match(entries, deliveries=deliveries))
                 await self._settle()
 
     async def _pending(self, consumer: str, count: int) -> Any:
@@ -241,18 +409,40 @@ class MatchingWorker:
         await self.batches.join()
         await self.committed.join()
 
-    async def _committed(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Replies already given to any of ``ids``: in flight, or committed earlier."""
+    async def _committed(self, ids: list[str]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+        """Replies already given to any of ``ids`` (in flight, or committed earlier), and
+        the ids whose lookup failed on their own (written off: they cannot be stored)."""
         assert self.conn is not None
         # In-flight replies first: an id leaves ``in_flight`` only after its commit, so an
         # id missing here is either committed before the query below starts, or new.
         found = {i: self.in_flight[i] for i in ids if i in self.in_flight}
         rest = [i for i in ids if i not in found]
-        for row in await self.conn.fetch(
-            "SELECT command_id, result FROM processed_commands WHERE command_id = ANY($1)", rest
-        ):
-            found[row["command_id"]] = orjson.loads(row["result"])
-        return found
+        if not rest:
+            return found, set()
+        try:
+            found.update(await self._lookup(rest))
+            return found, set()
+        except POSTGRES_DOWN:
+            raise
+        except Exception:
+            log.exception("the lookup of %d command ids failed; retrying one at a time", len(rest))
+        failed: set[str] = set()
+        for command_id in rest:
+            try:
+                found.update(await self._lookup([command_id]))
+            except POSTGRES_DOWN:
+                raise
+            except Exception:
+                log.exception("command id %r cannot be looked up; writing it off", command_id)
+                failed.add(command_id)
+        return found, failed
+
+    async def _lookup(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        assert self.conn is not None
+        rows = await self.conn.fetch(
+            "SELECT command_id, result FROM processed_commands WHERE command_id = ANY($1)", ids
+        )
+        return {row["command_id"]: orjson.loads(row["result"]) for row in rows}
 
     async def _match(
         self,
@@ -263,34 +453,60 @@ class MatchingWorker:
         """Run a batch of entries through the engine (the matcher stage)."""
         assert self.engine is not None
         started = time.perf_counter()
-        ids = [fields.get("id", entry_id) for entry_id, fields in entries]
-        # The lookup travels to PostgreSQL while the payloads are decoded here (one yield
-        # lets it send its query).
-        lookup = asyncio.ensure_future(self._committed(ids))
-        await asyncio.sleep(0)
-        # Each payload is read once: the user check and the engine share the decoded command.
-        decoded = [
-            _decode(fields.get("kind", ""), fields.get("payload", "{}")) for _, fields in entries
-        ]
-        committed = await lookup
-        await self._learn_users(decoded)
+        # Decided before any database access: entries delivered too often are written off,
+        # and ids that could not be stored or looked up are answered as they are.
         poisoned = {
             entry_id for entry_id, count in (deliveries or {}).items() if count > MAX_DELIVERIES
         }
+        ids = [fields.get("id", entry_id) for entry_id, fields in entries]
+        unusable = {
+            entry_id: problem
+            for (entry_id, _), command_id in zip(entries, ids, strict=True)
+            if (problem := command_id_problem(command_id)) is not None
+        }
+        wanted = [
+            command_id
+            for (entry_id, _), command_id in zip(entries, ids, strict=True)
+            if entry_id not in poisoned and entry_id not in unusable
+        ]
+        # The lookup travels to PostgreSQL while the payloads are decoded here (one yield
+        # lets it send its query).
+        lookup = asyncio.ensure_future(self._committed(wanted))
+        await asyncio.sleep(0)
+        # Each payload is read once: the user check and the engine share the decoded command.
+        decoded = [
+            _decode(fields.get("kind", ""), fields.get("payload", "{}"))
+            if entry_id not in poisoned and entry_id not in unusable
+            else None
+            for entry_id, fields in entries
+        ]
+        committed, failed = await lookup
+        await self._learn_users(decoded)
         batch = Batch()
         events: list[Event] = []
         replies: dict[str, list[dict[str, Any]]] = defaultdict(list)
         outcomes: Counter[tuple[str, str]] = Counter()
         for (entry_id, fields), command_id, command in zip(entries, ids, decoded, strict=True):
-            kind = fields.get("kind", "")
-            if command_id in committed or command_id in batch.results:
-                result = committed.get(command_id) or batch.results[command_id]
+            kind = recorded_kind(fields.get("kind"))
+            if entry_id in unusable:
+                result = rejected(RejectCode.INVALID_INPUT, unusable[entry_id], "id")
+                command_id = printable(command_id)  # answered, never stored
+                outcomes[kind, "rejected"] += 1
+            elif command_id in batch.results:  # twice in one batch
+                result = batch.results[command_id]
                 outcomes[kind, "replayed"] += 1
             elif entry_id in poisoned:
-                result = rejected("INTERNAL", "the worker could not process this command")
+                result = rejected("INTERNAL", WRITTEN_OFF)
                 batch.record(command_id, kind, None, result)
                 outcomes[kind, "failed"] += 1
+            elif command_id in failed:
+                result = rejected("INTERNAL", WRITTEN_OFF)  # answered, never stored
+                outcomes[kind, "failed"] += 1
+            elif command_id in committed:
+                result = committed[command_id]
+                outcomes[kind, "replayed"] += 1
             else:
+                assert command is not None
                 result, user_id, command_events = self._execute(command)
                 batch.add(command_id, command_events)
                 batch.record(command_id, kind, user_id, result)
@@ -302,39 +518,53 @@ class MatchingWorker:
             COMMANDS.labels(kind, outcome).inc(count)
         self.in_flight.update(batch.results)
         entry_ids = [entry_id for entry_id, _ in entries]
-        return Matched(entry_ids, batch, events, replies, started)
+        write_off_only = bool(poisoned) and all(e in poisoned for e in entry_ids)
+        return Matched(entry_ids, batch, events, replies, started, write_off_only)
+
+    # The committer and publisher stages.
 
     async def _committer(self) -> None:
         """Commit the matched batches, one at a time, in order; then hand them on."""
         while True:
             matched = await self.batches.get()
-            await self._stage(self._commit, matched)
+            await self._commit(matched)
             await self.committed.put(matched)
             self.batches.task_done()
 
     async def _publisher(self) -> None:
-        """Acknowledge, answer and publish the committed batches, one at a time, in order."""
+        """Publish, answer and acknowledge the committed batches, one at a time, in order.
+
+        Redis being away is waited out: the commit is durable, and everything sent here
+        can be sent again (subscribers drop deltas they have, a second reply finds no
+        caller waiting, XACK is idempotent)."""
         while True:
             matched = await self.committed.get()
-            await self._stage(self._publish, matched)
+            backoff = 0.05
+            while True:
+                try:
+                    await self._publish(matched)
+                    break
+                except REDIS_DOWN as exc:
+                    log.warning("could not publish a batch (%s); retrying in %.2fs", exc, backoff)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, MAX_BACKOFF)
+            self.unfinished.popleft()
             self.committed.task_done()
-
-    @staticmethod
-    async def _stage(step: Callable[[Matched], Awaitable[None]], matched: Matched) -> None:
-        try:
-            await step(matched)
-        except Exception:
-            # The engine is ahead of what was acknowledged: a restart rebuilds it from
-            # PostgreSQL and answers the unacknowledged entries again.
-            log.exception("a batch could not be committed or published; exiting to recover")
-            os._exit(70)
 
     async def _commit(self, matched: Matched) -> None:
         assert self.writer is not None
         batch = matched.batch
         if batch:
             commit_started = time.perf_counter()
-            matched.risk_ids.extend(await batch.write(self.writer))
+            try:
+                matched.risk_ids.extend(await batch.write(self.writer))
+            except POSTGRES_DOWN:
+                raise
+            except Exception:
+                if not matched.write_off_only:
+                    raise
+                # Even the record of the write-off is refused: answer it all the same.
+                log.exception("could not record %d written-off commands", len(batch.results))
             COMMIT_SECONDS.observe(time.perf_counter() - commit_started)
         for command_id in batch.results:
             self.in_flight.pop(command_id, None)
@@ -378,38 +608,66 @@ class MatchingWorker:
         events = self.engine.process(command)
         return reply_for(command, events), user_id, events
 
-    async def _learn_users(self, commands: list[Command | dict[str, Any]]) -> None:
+    async def _learn_users(self, commands: list[Command | dict[str, Any] | None]) -> None:
         """Remember which user ids exist (users are created by the API, never deleted)."""
         wanted: set[int] = set()
         for command in commands:
-            user_id = None if isinstance(command, dict) else _user_of(command)
+            user_id = None if command is None or isinstance(command, dict) else _user_of(command)
             if user_id is not None and user_id not in self.known_users:
                 wanted.add(user_id)
         if wanted and self.conn is not None:
             rows = await self.conn.fetch("SELECT id FROM users WHERE id = ANY($1)", list(wanted))
             self.known_users.update(row["id"] for row in rows)
 
-    async def _heartbeat(self) -> None:
-        key = self.keys.worker_heartbeat()
-        value = orjson.dumps({"pid": os.getpid(), "host": socket.gethostname()})
-        while True:
-            with contextlib.suppress(Exception):
-                await self.redis.set(key, value, ex=HEARTBEAT_TTL)
-            await asyncio.sleep(HEARTBEAT_SECONDS)
+
+async def _bounded(step: Awaitable[Any], seconds: float = 2.0) -> bool:
+    """Await ``step`` for at most ``seconds``; whether it finished without an error."""
+    try:
+        await asyncio.wait_for(step, seconds)
+    except Exception:
+        return False
+    return True
+
+
+def _exit_after(seconds: float, code: int) -> None:
+    """The last resort: end the process after ``seconds`` whatever the event loop does."""
+
+    def end() -> None:
+        log.error("the worker did not stop within %gs; exiting", seconds)
+        logging.shutdown()
+        os._exit(code)
+
+    timer = threading.Timer(seconds, end)
+    timer.daemon = True
+    timer.start()
 
 
 def run_worker(settings: Settings) -> int:
-    """Entry point of `tradegraph worker`: run until SIGTERM/SIGINT, then exit 0."""
+    """Entry point of `tradegraph worker`: run until SIGTERM/SIGINT, then exit 0.
+
+    A stage that fails ends the process with EXIT_FAILED (a supervisor restarts it); a
+    SIGTERM whose batches cannot be finished in time, with EXIT_SHUTDOWN_TIMEOUT."""
     if settings.worker_metrics_port:
         serve_metrics(settings.worker_metrics_host, settings.worker_metrics_port)
 
-    async def main() -> None:
+    async def main() -> int:
         worker = MatchingWorker(settings)
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, worker.stopping.set)
-        await worker.run()
 
-    asyncio.run(main())
+        def stop() -> None:
+            if not worker.stopping.is_set():
+                worker.stopping.set()
+                _exit_after(SHUTDOWN_SECONDS + 5.0, EXIT_SHUTDOWN_TIMEOUT)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop)
+        return await worker.run()
+
+    code = asyncio.run(main())
+    if code:
+        # Whatever still runs (a task that swallowed its cancellation) must not hold the
+        # process: the supervisor is waiting for it to end.
+        logging.shutdown()
+        os._exit(code)
     log.info("matching worker stopped")
     return 0
