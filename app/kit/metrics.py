@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -19,3 +19,11 @@ HTTP_LATENCY = Histogram(
 
 async def metrics_endpoint(request: Request) -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+WS_CONNECTIONS = Gauge("tradegraph_ws_connections", "WebSocket connections open in this process")
+WS_REFUSED = Counter(
+    "tradegraph_ws_refused_total",
+    "WebSocket connections closed by a protection (ip, user, total, size, init, idle)",
+    ["reason"],
+)
