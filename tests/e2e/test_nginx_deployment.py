@@ -6,6 +6,7 @@ nginx, not the client, says who they are; per-IP limits must key on them, not on
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import time
@@ -117,7 +118,9 @@ async def test_per_ip_limits_key_on_the_real_client_not_on_nginx(
         codes = []
         for _ in range(LOGIN_LIMIT + 1):
             response = await client.post(
-                proxied + "/graphql", json={"query": LOGIN, "variables": {"e": email}}, headers=headers
+                proxied + "/graphql",
+                json={"query": LOGIN, "variables": {"e": email}},
+                headers=headers,
             )
             codes.append(response.status_code)
         return codes
@@ -156,7 +159,7 @@ async def test_traders_trade_and_subscribe_through_nginx(
     ).start()
     try:
         await book.wait_for(1)
-        time.sleep(0.3)  # myOrders listening
+        await asyncio.sleep(0.3)  # myOrders listening
         statuses = [await trader.place(proxied) for _ in range(4)]  # least_conn: both replicas
         assert statuses == ["PENDING"] * 4
         seen = await orders.wait_for(4, seconds=15)

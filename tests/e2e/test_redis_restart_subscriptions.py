@@ -42,8 +42,10 @@ class OwnRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [str(REDIS_SERVER), "--port", str(self.port), "--bind", "127.0.0.1"]
-            + ["--dir", str(self.data_dir), "--appendonly", "yes", "--save", ""],
+            [
+                *(str(REDIS_SERVER), "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--dir", str(self.data_dir), "--appendonly", "yes", "--save", ""),
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -111,7 +113,10 @@ async def test_orderbook_and_trades_subscriptions_resync_after_redis_restarts(
             legacy,
         ).start()
         trades = Watch(
-            platform, 'subscription { trades(symbol: "BTC-USDT") { price quantity } }', None, transport
+            platform,
+            'subscription { trades(symbol: "BTC-USDT") { price quantity } }',
+            None,
+            transport,
         ).start()
         first = (await book.wait_for(1))[0]["orderBook"]
         assert first["type"] == "SNAPSHOT"
