@@ -79,10 +79,11 @@ async def test_a_connection_flood_is_refused_past_the_per_ip_cap_while_a_trader_
     connections: list[ClientConnection] = []
     try:
 
-        async def idle_client() -> int | str:
+        async def idle_client() -> object:
             ws = await open_ws(guarded.url, {})
             connections.append(ws)
-            return await first_message_or_close(ws)
+            outcome: object = await first_message_or_close(ws)
+            return outcome
 
         flood = asyncio.gather(*(idle_client() for _ in range(FLOOD)))
         placed = [await trader.place(guarded.url) for _ in range(5)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -68,11 +69,11 @@ async def test_metrics_in_production_need_loopback_or_the_token(edge_app: Starle
         assert proxied.status_code == 404
 
 
-async def _login(app: Starlette, email: str, password: str) -> dict[str, object]:
+async def _login(app: Starlette, email: str, password: str) -> dict[str, Any]:
     async with asgi_client(app) as client:  # a new address each time: the IP limit stays out
         response = await post(client, LOGIN, {"e": email, "p": password})
     assert response.status_code == 200, response.text
-    result: dict[str, object] = response.json()["data"]["login"]
+    result: dict[str, Any] = response.json()["data"]["login"]
     return result
 
 
@@ -87,14 +88,14 @@ async def test_failed_logins_are_throttled_per_account(
         ]
     locked = await _login(edge_app, user.email, PASSWORD)  # even the right password, now
     assert locked["token"] is None
-    [error] = locked["errors"]  # type: ignore[misc]
+    [error] = locked["errors"]
     assert error["code"] == "INVALID_CREDENTIALS"
     assert error["message"].startswith("too many failed logins for this account; try again in")
     # An email nobody has is throttled the same way: the refusal says nothing about accounts.
     nobody = unique_email("nobody")
     for _ in range(3):
         await _login(edge_app, nobody, "wrong password")
-    [same] = (await _login(edge_app, nobody, "wrong password"))["errors"]  # type: ignore[misc]
+    [same] = (await _login(edge_app, nobody, "wrong password"))["errors"]
     assert same["message"].startswith("too many failed logins for this account")
     # Other accounts are untouched, and a success clears the count.
     other = await create_user(services)
