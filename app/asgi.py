@@ -6,16 +6,28 @@ says so): it mounts the schema.
 Request bodies over ``max_body_bytes`` are refused with 413 before they are read. Refusals
 Strawberry makes before GraphQL runs (bad JSON, a mutation over GET...) are JSON errors with
 ``extensions.code``. WebSockets authenticate in ``connection_init`` (see ``on_ws_connect``).
+
+Protection (see the README's "Limits and protection"): X-Forwarded-For is believed only
+from ``trusted_proxies`` (uvicorn's ProxyHeadersMiddleware, run in the app so any server is
+covered); WebSocket connections are capped per client IP, per user and per process and
+their messages at the body limit (:mod:`app.kit.wsguard`); a connection that does not
+initialise in time, or has no running operation for ``ws_idle_timeout_seconds``, is closed
+(:class:`_Watchdog`); ``/metrics`` in production answers loopback callers and holders of the
+metrics token only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hmac
+import ipaddress
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import Any, cast
 
 from cross_web import HTTPException
@@ -30,16 +42,21 @@ from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
+from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
+    BaseGraphQLTransportWSHandler,
+)
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
 from strawberry.subscriptions.protocols.graphql_ws.types import (
     ConnectionErrorMessage,
     ConnectionInitMessage,
 )
 from strawberry.types.unset import UNSET, UnsetType
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.config import Settings, get_settings
-from app.kit.metrics import HTTP_LATENCY, HTTP_REQUESTS, metrics_endpoint
+from app.kit.metrics import HTTP_LATENCY, HTTP_REQUESTS, WS_REFUSED, metrics_endpoint
 from app.kit.security import BodySizeLimitMiddleware, error_body
+from app.kit.wsguard import CLOSE_TIMEOUT, CLOSE_TOO_MANY, SLOT, Connections, Slot, WebSocketGuard
 from app.services import Services
 from graph.context import Context
 from graph.schema import schema
@@ -84,7 +101,66 @@ class _AnyOperation:
         )
 
 
-class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
+class _Watchdog:
+    """Closes (4408) a connection that has had no running operation for the idle timeout,
+    or (legacy protocol, which has no timer of its own) that has not sent
+    ``connection_init`` within the init timeout. A connection with a subscription running,
+    however quiet its market, is never idle."""
+
+    context: Context
+    websocket: Any
+
+    def _busy(self) -> bool:
+        raise NotImplementedError
+
+    def _initialised(self) -> bool:
+        return True
+
+    async def _watch(self) -> None:
+        settings = self.context.services.settings
+        idle_timeout = settings.ws_idle_timeout_seconds
+        init_timeout = settings.ws_init_timeout_seconds
+        loop = asyncio.get_running_loop()
+        started = idle_since = loop.time()
+        tick = min(1.0, idle_timeout / 4, init_timeout / 4)
+        while True:
+            await asyncio.sleep(tick)
+            now = loop.time()
+            if self._busy():
+                idle_since = now
+            elif not self._initialised() and now - started >= init_timeout:
+                await self._close("init", "Connection initialisation timeout")
+                return
+            elif now - idle_since >= idle_timeout:
+                await self._close("idle", f"idle: no operation for {idle_timeout:g} s")
+                return
+
+    async def _close(self, label: str, reason: str) -> None:
+        WS_REFUSED.labels(label).inc()
+        with contextlib.suppress(Exception):  # the connection may be closing already
+            await self.websocket.close(code=CLOSE_TIMEOUT, reason=reason)
+
+    async def _watched(self, handle: Callable[[], Any]) -> None:
+        watchdog = asyncio.create_task(self._watch(), name="websocket-watchdog")
+        try:
+            await handle()
+        finally:
+            watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+
+
+class TransportWSHandler(_Watchdog, BaseGraphQLTransportWSHandler[Context, None]):
+    """``graphql-transport-ws`` with the idle watchdog (its init timeout is Strawberry's)."""
+
+    def _busy(self) -> bool:
+        return bool(self.operations)
+
+    async def handle(self) -> None:
+        await self._watched(super().handle)
+
+
+class LegacyWSHandler(_Watchdog, BaseGraphQLWSHandler[Context, None]):
     """Legacy ``graphql-ws``: queries and mutations run too (see :class:`_AnyOperation`),
     and a refused ``connection_init`` closes with 4403 as on ``graphql-transport-ws``
     (Strawberry's own handler would close with 1011)."""
@@ -92,8 +168,19 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.schema = cast(BaseSchema, _AnyOperation(self.schema))
+        self._init_received = False
+
+    def _busy(self) -> bool:
+        return bool(self.tasks)
+
+    def _initialised(self) -> bool:
+        return self._init_received
+
+    async def handle(self) -> None:
+        await self._watched(super().handle)
 
     async def handle_connection_init(self, message: ConnectionInitMessage) -> None:
+        self._init_received = True
         payload = message.get("payload")
         if payload is None or isinstance(payload, dict):
             self.context.connection_params = payload
@@ -110,6 +197,7 @@ class LegacyWSHandler(BaseGraphQLWSHandler[Context, None]):
 
 class GraphQLApp(GraphQL[Context, None]):
     graphql_ws_handler_class = LegacyWSHandler
+    graphql_transport_ws_handler_class = TransportWSHandler
 
     def __init__(self, services_of: Callable[[HTTPConnection], Services], **kwargs: Any) -> None:
         super().__init__(schema, graphql_ide="graphiql", **kwargs)
@@ -158,9 +246,20 @@ class GraphQLApp(GraphQL[Context, None]):
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Authenticate from the ``connection_init`` payload; a bad token closes with 4403.
 
-        No credentials at all is an anonymous connection (public subscriptions only).
+        No credentials at all is an anonymous connection (public subscriptions only). A user
+        already holding ``ws_max_connections_per_user`` connections is refused with 4429.
         """
         authentication = await context.authenticate()
+        slot = context.request.scope.get(SLOT)
+        viewer = authentication.viewer
+        if viewer is not None and isinstance(slot, Slot) and not slot.claim_user(viewer.user_id):
+            slot.refuse(CLOSE_TOO_MANY, "too many connections for this account")
+            raise ConnectionRejectionError(
+                {
+                    "message": "too many open connections for this account",
+                    "extensions": {"code": "RATE_LIMITED"},
+                }
+            )
         if authentication.error is not None:
             log.error("could not check a websocket session", exc_info=authentication.error)
             reason = "could not check the session; try again"
@@ -209,6 +308,31 @@ class MetricsMiddleware:
             HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
 
 
+def _may_read_metrics(request: Request, settings: Settings) -> bool:
+    """Outside production, anyone; in production, loopback callers and the token's holders."""
+    if not settings.is_production:
+        return True
+    if settings.metrics_token:
+        presented = request.headers.get("authorization", "")
+        expected = f"Bearer {settings.metrics_token}"
+        if hmac.compare_digest(presented.encode(), expected.encode()):
+            return True
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def metrics(request: Request) -> Response:
+    services: Services = request.app.state.services
+    if not _may_read_metrics(request, services.settings):
+        return Response(
+            error_body("Not Found", "NOT_FOUND"), status_code=404, media_type="application/json"
+        )
+    return await metrics_endpoint(request)
+
+
 class WorkerDown(RuntimeError):
     """The matching worker's heartbeat is missing."""
 
@@ -229,7 +353,8 @@ async def readyz(request: Request) -> Response:
         await services.redis.ping()
 
     async def check_worker() -> None:
-        # The matching worker refreshes this key every second (TTL 5 s).
+        # The matching worker's matcher loop refreshes this key while it makes progress
+        # (every 0.5 s, TTL 3 s): a wedged worker lets it lapse.
         if not await services.redis.exists(services.keys.worker_heartbeat()):
             raise WorkerDown("no heartbeat from the matching worker")
 
@@ -246,6 +371,8 @@ async def readyz(request: Request) -> Response:
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
+    """The API. Middleware, outermost first: proxy headers (the real client, from trusted
+    proxies only), metrics, the body limit, the WebSocket guard, then the routes."""
     settings = settings or get_settings()
 
     @asynccontextmanager
@@ -257,9 +384,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         finally:
             await app.state.services.close()
 
+    protocols = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL)
     graphql = GraphQLApp(
         services_of=lambda request: request.app.state.services,
-        subscription_protocols=(GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL),
+        subscription_protocols=protocols,
+        connection_init_wait_timeout=timedelta(seconds=settings.ws_init_timeout_seconds),
     )
     app = Starlette(
         routes=[
@@ -267,11 +396,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
             WebSocketRoute("/graphql", graphql),
             Route("/healthz", healthz),
             Route("/readyz", readyz),
-            Route("/metrics", metrics_endpoint),
+            Route("/metrics", metrics),
         ],
         lifespan=lifespan,
     )
     # The last added runs first: metrics see everything, including 413s.
+    app.add_middleware(
+        WebSocketGuard,
+        connections=Connections(settings),
+        max_message_bytes=settings.max_body_bytes,
+        subprotocols=protocols,
+    )
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(ProxyHeadersMiddleware, trusted_hosts=settings.trusted_proxy_list)
     return app

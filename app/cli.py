@@ -139,8 +139,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_api(args: argparse.Namespace) -> int:
+    """Serve the API. The file-descriptor limit is raised to its hard limit first, so many
+    WebSocket clients cannot starve HTTP of sockets before the connection caps do their job;
+    WebSocket messages are capped at the HTTP body limit while they are read. Forwarded
+    headers are handled in the app (``TRADEGRAPH_TRUSTED_PROXIES``), not by uvicorn."""
+    import resource
+
     import uvicorn
 
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
     settings = get_settings()
     uvicorn.run(
         "app.asgi:create_app",
@@ -148,7 +161,8 @@ def cmd_api(args: argparse.Namespace) -> int:
         host=args.host or settings.api_host,
         port=args.port or settings.api_port,
         log_level=settings.log_level.lower(),
-        proxy_headers=True,
+        proxy_headers=False,
+        ws_max_size=settings.max_body_bytes,
     )
     return 0
 

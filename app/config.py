@@ -87,6 +87,29 @@ class Settings(BaseSettings):
     # How long an API request waits for the worker's reply before a timeout error.
     command_timeout: float = 5.0
 
+    # Who may say who the client is: X-Forwarded-For / -Proto are believed only from these
+    # addresses or networks (comma-separated IPs / CIDRs; "*" trusts everyone). The client
+    # is the right-most hop of X-Forwarded-For that is not one of them.
+    trusted_proxies: str = "127.0.0.1"
+    # WebSockets: concurrent connections per client IP, per logged-in user and in total, per
+    # API process; past a cap the connection is accepted and closed at once (4429 for IP and
+    # user, 1013 for the process total). A connection must send connection_init within
+    # `ws_init_timeout_seconds` and is closed when it has had no running operation for
+    # `ws_idle_timeout_seconds` (4408 both). Messages larger than `max_body_bytes` close
+    # the connection with 1009.
+    ws_max_connections_per_ip: int = Field(default=50, ge=1)
+    ws_max_connections_per_user: int = Field(default=20, ge=1)
+    ws_max_connections: int = Field(default=5000, ge=1)
+    ws_init_timeout_seconds: float = Field(default=10.0, gt=0)
+    ws_idle_timeout_seconds: float = Field(default=60.0, gt=0)
+    # Failed logins per account (email, known or not) in a window; past it every login for
+    # that email is refused with RATE_LIMITED until the window ends, the right password too.
+    login_failures_per_account: int = Field(default=10, ge=1)
+    login_failure_window_seconds: int = Field(default=900, ge=1)
+    # /metrics in production: loopback callers, or `Authorization: Bearer <metrics_token>`
+    # when one is set; anyone else gets 404. Outside production it is open.
+    metrics_token: str | None = None
+
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:
         if self.env is Environment.PRODUCTION:
@@ -105,6 +128,10 @@ class Settings(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.env is Environment.PRODUCTION
+
+    @property
+    def trusted_proxy_list(self) -> list[str]:
+        return [part.strip() for part in self.trusted_proxies.split(",") if part.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.accounts.service import AccountService
-from app.accounts.sessions import SessionStore
+from app.accounts.sessions import LoginThrottle, SessionStore
 from app.balances.service import BalanceService
 from app.config import Settings
 from app.kit.bus import CommandBus
@@ -64,6 +64,12 @@ class Services:
                 token_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
                 bus=bus,
                 command_timeout=settings.command_timeout,
+                login_throttle=LoginThrottle(
+                    redis,
+                    keys,
+                    limit=settings.login_failures_per_account,
+                    window_seconds=settings.login_failure_window_seconds,
+                ),
             ),
             risk=RiskService(sessions),
             rate_limiter=RateLimiter(redis, keys, settings),

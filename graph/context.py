@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket
 
 from app.accounts.sessions import Viewer
 from app.kit.auth import InvalidToken, bearer_token
+from app.kit.pubsub import when_redis_answers
 from app.kit.ratelimit import Caller
 from app.services import Services
 from graph.loaders import Loaders
@@ -123,8 +124,18 @@ class Context:
         return authentication.viewer
 
     async def session_still_live(self) -> bool:
-        """Check the session again, now (a running subscription asks before each message)."""
-        return (await self._check_credentials()).viewer is not None
+        """Check the session again, now (a running subscription asks before each message).
+
+        While Redis is unreachable this waits for it: an outage is not a logout.
+        """
+
+        async def check() -> bool:
+            authentication = await self._check_credentials()
+            if authentication.error is not None:
+                raise authentication.error
+            return authentication.viewer is not None
+
+        return await when_redis_answers(check)
 
     async def caller(self) -> Caller:
         viewer = await self.viewer()

@@ -17,7 +17,7 @@ from app.accounts import repository
 from app.accounts.errors import AccountErrorCode
 from app.accounts.models import User
 from app.accounts.passwords import hash_password, verify_password
-from app.accounts.sessions import SessionStore, Viewer, permissions_for
+from app.accounts.sessions import LoginThrottle, SessionStore, Viewer, permissions_for
 from app.kit.auth import InvalidToken, decode_access_token, issue_access_token
 from app.kit.bus import CommandBus
 from app.kit.commands import dispatch
@@ -95,8 +95,10 @@ class AccountService:
         token_ttl: timedelta,
         bus: CommandBus,
         command_timeout: float,
+        login_throttle: LoginThrottle | None = None,
     ) -> None:
         self._db = sessions
+        self._throttle = login_throttle
         self._sessions = session_store
         self._secret = jwt_secret
         self._ttl = token_ttl
@@ -145,15 +147,34 @@ class AccountService:
         return await self.start_session(user)
 
     async def login(self, *, email: str, password: str) -> Login:
-        """Check the password and start a new session (ending any previous one)."""
+        """Check the password and start a new session (ending any previous one).
+
+        After too many failures for one email (see :class:`LoginThrottle`) every attempt
+        for it is refused, the right password too, with ``INVALID_CREDENTIALS`` and a
+        message saying when to retry; the same for an email no account has.
+        """
+        email = email.strip().lower()
+        if self._throttle is not None:
+            retry_after = await self._throttle.retry_after(email)
+            if retry_after is not None:
+                raise AccountError(
+                    _problem(
+                        AccountErrorCode.INVALID_CREDENTIALS,
+                        f"too many failed logins for this account; try again in {retry_after} s",
+                    )
+                )
         async with self._db() as session:
-            user = await repository.get_user_by_email(session, email.strip().lower())
+            user = await repository.get_user_by_email(session, email)
         password_hash = user.password_hash if user is not None else _decoy_hash()
         matches = await asyncio.to_thread(verify_password, password_hash, password)
         if user is None or not matches or not permissions_for(user.role):
+            if self._throttle is not None:
+                await self._throttle.failed(email)
             raise AccountError(
                 _problem(AccountErrorCode.INVALID_CREDENTIALS, "wrong email or password")
             )
+        if self._throttle is not None:
+            await self._throttle.succeeded(email)
         return await self.start_session(user)
 
     async def start_session(self, user: User) -> Login:

@@ -8,6 +8,7 @@ deletes the hash, so the old token stops working at once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,16 @@ if redis.call('HGET', KEYS[1], 'token') == ARGV[1] then
     return redis.call('DEL', KEYS[1])
 end
 return 0
+"""
+
+
+# One failed login: count it, and start the window with the first failure.
+_FAILED = """
+local used = redis.call('INCR', KEYS[1])
+if used == 1 or redis.call('TTL', KEYS[1]) < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
+end
+return used
 """
 
 
@@ -98,3 +109,40 @@ class SessionStore:
     async def close(self, user_id: int, token: str) -> bool:
         """End the session if ``token`` is its current token; say whether one was ended."""
         return bool(await self._close(keys=[self._keys.session(user_id)], args=[token]))
+
+
+class LoginThrottle:
+    """Failed logins per account: past ``limit`` failures within ``window_seconds`` of the
+    first, every login for that email is refused until the window ends.
+
+    Counted per email whether or not an account has it (so the refusal says nothing about
+    which emails exist), under ``ratelimit:login-account:<sha256 of the email>:login``.
+    """
+
+    def __init__(self, redis: Redis, keys: Keys, *, limit: int, window_seconds: int) -> None:
+        self._redis = redis
+        self._keys = keys
+        self.limit = limit
+        self.window = window_seconds
+        self._failed = redis.register_script(_FAILED)
+
+    def _key(self, email: str) -> str:
+        digest = hashlib.sha256(email.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return self._keys.rate_limit(f"login-account:{digest}", "login")
+
+    async def retry_after(self, email: str) -> int | None:
+        """Seconds until ``email`` may try again, or ``None`` if it may now."""
+        key = self._key(email)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.get(key)
+            pipe.ttl(key)
+            used, ttl = await pipe.execute()
+        if used is None or int(used) < self.limit:
+            return None
+        return max(int(ttl), 1)
+
+    async def failed(self, email: str) -> None:
+        await self._failed(keys=[self._key(email)], args=[self.window])
+
+    async def succeeded(self, email: str) -> None:
+        await self._redis.delete(self._key(email))

@@ -7,6 +7,7 @@ import logging
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
     start_http_server,
@@ -72,3 +73,11 @@ def serve_metrics(
         return actual
     log.info("metrics on http://%s:%d/metrics", host, port)
     return port
+
+
+WS_CONNECTIONS = Gauge("tradegraph_ws_connections", "WebSocket connections open in this process")
+WS_REFUSED = Counter(
+    "tradegraph_ws_refused_total",
+    "WebSocket connections closed by a protection (ip, user, total, size, init, idle)",
+    ["reason"],
+)

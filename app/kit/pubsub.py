@@ -9,6 +9,9 @@ without limit for a slow subscriber. Here:
   subscriber resynchronises from a fresh snapshot instead of silently skipping deltas.
 - :class:`BoundedBroadcast` gives each subscriber a queue of ``max_queue`` messages; one that
   falls behind is dropped to a single :data:`OVERFLOW` marker rather than buffering forever.
+- :func:`when_redis_answers` is how a subscription reads Redis (a book snapshot, a session
+  check): while Redis is unreachable it waits and retries with backoff instead of failing,
+  so a Redis restart delays a subscription but never ends it with an internal error.
 """
 
 from __future__ import annotations
@@ -16,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from broadcaster import Broadcast, Event
 from broadcaster._backends.base import BroadcastBackend
@@ -28,10 +31,33 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
+REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
+"""What a call to an unreachable (or restarting, still loading) Redis raises."""
+
 GAP = "\x00gap"
 """Message delivered to every channel after a reconnect: some messages may be lost."""
 OVERFLOW = "\x00overflow"
 """Message that replaces a subscriber's queue when it fell too far behind."""
+
+
+async def when_redis_answers(
+    call: Callable[[], Awaitable[T]], *, first_delay: float = 0.05, max_delay: float = 2.0
+) -> T:
+    """``await call()``, retried with exponential backoff for as long as Redis is down.
+
+    Only for subscriptions, which have a client waiting as long as it likes (it can always
+    go away: the cancellation ends the wait). Anything but a Redis outage is raised.
+    """
+    delay = first_delay
+    while True:
+        try:
+            return await call()
+        except REDIS_DOWN as exc:
+            log.info("Redis unreachable (%s); retrying in %.2fs", exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, max_delay)
 
 
 class ResilientRedisBackend(BroadcastBackend):
@@ -65,7 +91,7 @@ class ResilientRedisBackend(BroadcastBackend):
             self._channels.add(channel)
             if self._pubsub is not None:
                 # A failure here is a lost connection: the listener resubscribes everything.
-                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                with contextlib.suppress(*REDIS_DOWN):
                     await self._pubsub.subscribe(channel)
         self._changed.set()
 
@@ -73,7 +99,7 @@ class ResilientRedisBackend(BroadcastBackend):
         async with self._lock:
             self._channels.discard(channel)
             if self._pubsub is not None:
-                with contextlib.suppress(RedisConnectionError, RedisTimeoutError, OSError):
+                with contextlib.suppress(*REDIS_DOWN):
                     await self._pubsub.unsubscribe(channel)
 
     async def publish(self, channel: str, message: Any) -> None:
@@ -114,7 +140,7 @@ class ResilientRedisBackend(BroadcastBackend):
                                 data.decode() if isinstance(data, bytes) else data,
                             )
                         )
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+            except REDIS_DOWN as exc:
                 lost = True
                 log.warning("pub/sub connection lost (%s); retrying in %.2fs", exc, backoff)
                 await asyncio.sleep(backoff)

@@ -9,7 +9,7 @@ from decimal import Decimal
 
 import strawberry
 
-from app.kit.pubsub import GAP, OVERFLOW
+from app.kit.pubsub import GAP, OVERFLOW, when_redis_answers
 from app.markets.service import BookSnapshot, Level
 from graph.context import Context
 from graph.errors import invalid_input
@@ -67,14 +67,20 @@ class MarketSubscriptions:
         symbol = await _known_symbol(info, symbol)
         services = info.context.services
         channel = services.keys.book_channel(symbol)
+
+        async def read_snapshot() -> BookSnapshot:
+            # Redis down (restarting): wait for it rather than fail the subscription.
+            return await when_redis_answers(lambda: services.markets.order_book(symbol, depth))
+
         # Subscribe first, then read the snapshot: no change can fall between the two.
         async with services.broadcast.subscribe(channel) as subscriber:
-            snapshot = await services.markets.order_book(symbol, depth)
+            snapshot = await read_snapshot()
             last = snapshot.sequence
             yield _snapshot_update(snapshot)
             async for event in subscriber:
                 if event.message in (GAP, OVERFLOW):
-                    snapshot = await services.markets.order_book(symbol, depth)
+                    # Reconnected after a lost Redis connection, or fell behind.
+                    snapshot = await read_snapshot()
                     last = snapshot.sequence
                     yield _snapshot_update(snapshot)
                     continue
@@ -84,7 +90,7 @@ class MarketSubscriptions:
                 changes = [c for c in message["levels"] if c["sequence"] > last]
                 if changes and changes[0]["sequence"] != last + 1:
                     # A change went missing between snapshot and stream: start again.
-                    snapshot = await services.markets.order_book(symbol, depth)
+                    snapshot = await read_snapshot()
                     last = snapshot.sequence
                     yield _snapshot_update(snapshot)
                     continue

@@ -58,6 +58,8 @@ class Platform:
     log_dir: Path
     port: int = field(default_factory=free_port)
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    # Extra environment for every process started (settings the tests tighten).
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -67,7 +69,7 @@ class Platform:
         log = (self.log_dir / f"{name}.log").open("ab")
         proc = subprocess.Popen(
             [sys.executable, "-m", "app.cli", *args],
-            env=process_env(self.settings),
+            env={**process_env(self.settings), **self.env},
             cwd=ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -103,6 +105,21 @@ class Platform:
     def start_api(self) -> None:
         self.start("api", "api", "--host", "127.0.0.1", "--port", str(self.port))
         self.wait_http("/healthz")
+
+    def start_api_on(self, name: str, port: int, timeout: float = 30.0) -> None:
+        """One more API process, on ``port`` (e.g. a second replica behind a proxy)."""
+        self.start(name, "api", "--host", "127.0.0.1", "--port", str(port))
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.procs[name].poll() is not None:
+                raise RuntimeError(f"{name} exited early:\n{self.log(name)}")
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{name} on :{port} did not answer in {timeout}s")
 
     def wait_http(self, path: str, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
