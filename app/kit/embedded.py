@@ -98,9 +98,16 @@ class EmbeddedServices:
             if socket_dir:
                 shutil.rmtree(socket_dir, ignore_errors=True)
         if self._pg is not None:
+            pg_pid = None
+            with suppress(Exception):
+                pg_pid = self._pg.get_pid()
             with suppress(Exception), _quiet_pgserver():
                 self._pg.cleanup()
             self._pg = None
+            if pg_pid:
+                # pg_ctl's own wait gives up after a while on a busy machine: wait for the
+                # postmaster itself, as for Redis above.
+                _wait_gone(pg_pid)
         for path in self._tempdirs:
             shutil.rmtree(path, ignore_errors=True)
         self._tempdirs.clear()
