@@ -29,6 +29,7 @@ from graphql import (
 )
 from strawberry.extensions import SchemaExtension
 
+from app.kit.db import storable
 from graph.errors import invalid_input
 from graph.scalars import InvalidValue
 
@@ -40,13 +41,11 @@ def text_problem(value: str) -> str | None:
     """Why PostgreSQL (or our columns) could not take ``value``, or ``None``."""
     if len(value) > MAX_TEXT:
         return f"at most {MAX_TEXT} characters"
+    if storable(value):
+        return None
     if "\x00" in value:
         return "contains a NUL character"
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        return "contains a lone surrogate (not a Unicode character)"
-    return None
+    return "contains a lone surrogate (not a Unicode character)"
 
 
 def _walk(value: object, path: str) -> Iterator[tuple[str, object]]:

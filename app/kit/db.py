@@ -34,3 +34,16 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def storable(text: str) -> bool:
+    """Whether PostgreSQL can store ``text``: no NUL, no lone surrogate (not UTF-8).
+
+    The API's input guard and the worker's codec both refuse what fails this, before SQL."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True

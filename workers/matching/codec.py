@@ -9,6 +9,7 @@ import re
 from typing import Any
 
 from app.kit.bus import MAX_COMMAND_ID_LENGTH
+from app.kit.db import storable
 from engine import (
     CLIENT_ORDER_ID,
     AmendOrder,
@@ -72,17 +73,6 @@ class BadCommand(ValueError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)
         self.field = field
-
-
-def storable(text: str) -> bool:
-    """Whether PostgreSQL can store ``text``: no NUL, no lone surrogate (not UTF-8)."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def printable(text: str) -> str:
