@@ -32,8 +32,9 @@ test: lint
 schema: $(STAMP)
 	$(BIN)/python -m graph.export_schema frontend-contract/schema.graphql
 
-## bench: the engine and the worker benchmarks (figures, not tests)
-bench: bench-engine bench-worker
+## bench: the performance table, terminal + bench/results/<time>/ (BENCH_ARGS=--quick: smoke run)
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 bench-engine: $(STAMP)
 	$(BIN)/python -m bench.engine

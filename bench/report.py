@@ -25,7 +25,7 @@ def _latency(row: dict[str, Any]) -> str:
     lat = row["latency_ms"]
     if not lat:
         return "no answers"
-    text = f"{lat['p50']:.1f} / {lat['p99']:.1f} / {lat['p99.9']:.1f} ms"
+    text = f"{lat['p50']:,.1f} / {lat['p99']:,.1f} / {lat['p99.9']:,.1f} ms"
     if row["unsent"] or row["answered_per_s"] < 0.95 * row["offered_per_s"]:
         text += f" (answered {row['answered_per_s']:,.0f}/s)"
     if row["errors"]:
@@ -34,12 +34,11 @@ def _latency(row: dict[str, Any]) -> str:
 
 
 def _resources(resources: dict[str, dict[str, float]]) -> tuple[str, str]:
-    cpu = " · ".join(
-        f"{part} {r['cpu_us_per_order']:,.0f}" for part, r in resources.items()
-    )
+    cpu = " · ".join(f"{part} {r['cpu_us_per_order']:,.0f}" for part, r in resources.items())
     total = sum(r["cpu_us_per_order"] for r in resources.values())
     memory = " · ".join(
-        f"{part} {r['rss_mb']:,.0f}" + (f" ({r['processes']:.0f} proc)" if r["processes"] > 1 else "")
+        f"{part} {r['rss_mb']:,.0f}"
+        + (f" ({r['processes']:.0f} proc)" if r["processes"] > 1 else "")
         for part, r in resources.items()
         if r["rss_mb"] is not None
     )
@@ -60,57 +59,117 @@ def table(figures: dict[str, Any]) -> str:
     ratio = headline(figures)
     real_rate = real["saturation"]["orders_per_s"]
     rows: list[tuple[str, str, str, str]] = [
-        ("baseline: bare Strawberry mutation, saturation",
-         f"{bare['saturation']['orders_per_s']:,.0f} req/s", where_bare, ""),
-    ]  # fmt: skip
+        (
+            "baseline: bare Strawberry mutation, saturation",
+            f"{bare['saturation']['orders_per_s']:,.0f} req/s",
+            where_bare,
+            "",
+        ),
+    ]
     for each in bare["rates"]:
-        rows.append((f"baseline at {each['offered_per_s']:,.0f}/s: p50 / p99 / p99.9",
-                     _latency(each), where_bare, ""))  # fmt: skip
+        rows.append(
+            (
+                f"baseline at {each['offered_per_s']:,.0f}/s: p50 / p99 / p99.9",
+                _latency(each),
+                where_bare,
+                "",
+            )
+        )
     fills = real["saturation"]["fills"] / max(real["saturation"]["accepted_orders"], 1)
-    rows.append((
-        "placeOrder end to end, saturation",
-        f"{real_rate:,.0f} orders/s = {ratio:.2f}× baseline ({fills:.2f} fills/order)",
-        where_real,
-        f"≥ 0.5× and ≥ 1,000/s: {_verdict(ratio >= TARGETS['ratio'] and real_rate >= TARGETS['orders_per_s'])}",
-    ))  # fmt: skip
+    rows.append(
+        (
+            "placeOrder end to end, saturation",
+            f"{real_rate:,.0f} orders/s = {ratio:.2f}× baseline ({fills:.2f} fills/order)",
+            where_real,
+            "≥ 0.5× and ≥ 1,000/s: "
+            + _verdict(ratio >= TARGETS["ratio"] and real_rate >= TARGETS["orders_per_s"]),
+        )
+    )
     for each in real["rates"]:
         target = ""
         if each["offered_per_s"] == 500 and each["latency_ms"]:
-            target = f"p99 ≤ 10 ms: {_verdict(each['latency_ms']['p99'] <= TARGETS['p99_ms_at_500'])}"
-        rows.append((f"placeOrder at {each['offered_per_s']:,.0f}/s: p50 / p99 / p99.9",
-                     _latency(each), where_real, target))  # fmt: skip
+            target = (
+                f"p99 ≤ 10 ms: {_verdict(each['latency_ms']['p99'] <= TARGETS['p99_ms_at_500'])}"
+            )
+        rows.append(
+            (
+                f"placeOrder at {each['offered_per_s']:,.0f}/s: p50 / p99 / p99.9",
+                _latency(each),
+                where_real,
+                target,
+            )
+        )
+    bare_batch = figures["baseline_batch"]
+    if bare_batch.get("available"):
+        rows.append(
+            (
+                f"baseline: bare placeOrders × {bare_batch['batch_size']}, saturation",
+                f"{bare_batch['orders_per_s']:,.0f} orders/s "
+                f"({bare_batch['requests_per_s']:,.0f} req/s)",
+                where_bare,
+                "",
+            )
+        )
     batch = figures["placeOrders"]
     if batch.get("available"):
-        rows.append((
-            f"placeOrders × {batch['batch_size']}, saturation",
-            f"{batch['orders_per_s']:,.0f} orders/s ({batch['requests_per_s']:,.0f} req/s)",
-            where_real,
-            f"≥ 20,000/s: {_verdict(batch['orders_per_s'] >= TARGETS['batch_orders_per_s'])}",
-        ))  # fmt: skip
+        versus = (
+            f" = {batch['orders_per_s'] / bare_batch['orders_per_s']:.2f}× baseline"
+            if bare_batch.get("available") and bare_batch["orders_per_s"]
+            else ""
+        )
+        rows.append(
+            (
+                f"placeOrders × {batch['batch_size']}, saturation",
+                f"{batch['orders_per_s']:,.0f} orders/s "
+                f"({batch['requests_per_s']:,.0f} req/s){versus}",
+                where_real,
+                f"≥ 20,000/s: {_verdict(batch['orders_per_s'] >= TARGETS['batch_orders_per_s'])}",
+            )
+        )
     else:
         rows.append(("placeOrders × 100, saturation", f"n/a ({batch['note']})", "", "≥ 20,000/s"))
     restart = figures["restart"]
     if restart.get("available"):
-        rows.append((f"worker restart, {restart['orders']:,} resting orders", f"{restart['seconds']:.2f} s",
-                     "worker ×1, PostgreSQL, Redis", f"≤ 3 s: {_verdict(restart['seconds'] <= TARGETS['restart_s'])}"))  # fmt: skip
+        met = _verdict(restart["seconds"] <= TARGETS["restart_s"])
+        rows.append(
+            (
+                f"worker restart, {restart['orders']:,} resting orders",
+                f"{restart['seconds']:.2f} s",
+                "worker ×1, PostgreSQL, Redis",
+                f"≤ 3 s: {met}",
+            )
+        )
     else:
-        rows.append((f"worker restart, {restart.get('orders', 100_000):,} resting orders",
-                     f"n/a ({restart['note']})", "", "≤ 3 s"))  # fmt: skip
+        rows.append(
+            (
+                f"worker restart, {restart.get('orders', 100_000):,} resting orders",
+                f"n/a ({restart['note']})",
+                "",
+                "≤ 3 s",
+            )
+        )
     engine = figures["engine"]
     if engine.get("available"):
-        ok = (engine["commands_per_s"] >= TARGETS["engine_commands_per_s"]
-              and engine["ratio_to_pyorderbook"] >= TARGETS["engine_ratio"])  # fmt: skip
-        rows.append((
-            "engine alone (bench.engine): mixed cmd/s · p99 · ÷ pyorderbook",
-            f"{engine['commands_per_s']:,.0f} cmd/s · {engine['p99_us']:.1f} µs · "
-            f"{engine['ratio_to_pyorderbook']:.2f}×",
-            "1 thread",
-            f"≥ 300,000 and ≥ 1.5×: {_verdict(ok)}",
-        ))  # fmt: skip
+        ok = (
+            engine["commands_per_s"] >= TARGETS["engine_commands_per_s"]
+            and engine["ratio_to_pyorderbook"] >= TARGETS["engine_ratio"]
+        )
+        rows.append(
+            (
+                "engine alone (bench.engine): mixed cmd/s · p99 · ÷ pyorderbook",
+                f"{engine['commands_per_s']:,.0f} cmd/s · {engine['p99_us']:.1f} µs · "
+                f"{engine['ratio_to_pyorderbook']:.2f}×",
+                "1 thread",
+                f"≥ 300,000 and ≥ 1.5×: {_verdict(ok)}",
+            )
+        )
     else:
         rows.append(("engine alone (bench.engine)", f"n/a ({engine['note']})", "", ""))
-    for name, row in (("placeOrder", real["saturation"]), ("baseline", bare["saturation"]),
-                      ("placeOrders", batch if batch.get("available") else None)):  # fmt: skip
+    for name, row in (
+        ("placeOrder", real["saturation"]),
+        ("baseline", bare["saturation"]),
+        ("placeOrders", batch if batch.get("available") else None),
+    ):
         if row and row.get("resources"):
             cpu, memory = _resources(row["resources"])
             rows.append((f"{name}, saturation: CPU per order", cpu, "", ""))
@@ -118,10 +177,16 @@ def table(figures: dict[str, Any]) -> str:
     header = (
         f"TradeGraph benchmark — {meta['date']}, {meta['host']}, {cores} cores, Python "
         f"{meta['python']}{' (--quick)' if meta['quick'] else ''}; load: {meta['load_generator']}, "
-        f"{conns} keep-alive connections, {meta['traders']} traders; saturation {meta['saturate_s']:g} s, "
-        f"each rate {meta['rate_s']:g} s; latency from each request's scheduled send time"
+        f"{conns} keep-alive connections, {meta['traders']} traders; saturation "
+        f"{meta['saturate_s']:g} s, each rate {meta['rate_s']:g} s; latency from each request's "
+        "scheduled send time"
     )
-    lines = [header, "", "| measure | figure | load · processes · cores | target |", "|---|---|---|---|"]
+    lines = [
+        header,
+        "",
+        "| measure | figure | load · processes · cores | target |",
+        "|---|---|---|---|",
+    ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     return "\n".join(lines)
 
@@ -134,11 +199,19 @@ def chart(figures: dict[str, Any], path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
     names = ["bare Strawberry", "placeOrder"]
-    values = [figures["baseline"]["saturation"]["orders_per_s"], figures["placeOrder"]["saturation"]["orders_per_s"]]
+    values = [
+        figures["baseline"]["saturation"]["orders_per_s"],
+        figures["placeOrder"]["saturation"]["orders_per_s"],
+    ]
+    if figures["baseline_batch"].get("available"):
+        names.append(f"bare ×{figures['baseline_batch']['batch_size']}")
+        values.append(figures["baseline_batch"]["orders_per_s"])
     if figures["placeOrders"].get("available"):
         names.append(f"placeOrders ×{figures['placeOrders']['batch_size']}")
         values.append(figures["placeOrders"]["orders_per_s"])
-    bars = left.bar(names, values, color=["#999999", "#1f77b4", "#2ca02c"][: len(values)])
+    colors = ["#999999", "#1f77b4", "#cccccc", "#2ca02c"]
+    bars = left.bar(names, values, color=colors[: len(values)])
+    left.set_yscale("log")
     left.bar_label(bars, labels=[f"{v:,.0f}" for v in values])
     left.axhline(1000, color="red", linestyle=":", label="target 1,000 orders/s")
     left.set_ylabel("orders/s at saturation")
@@ -148,15 +221,23 @@ def chart(figures: dict[str, Any], path: Path) -> None:
         rows = [r for r in figures[name]["rates"] if r["latency_ms"]]
         offered = [r["offered_per_s"] for r in rows]
         for q, color in (("p50", "#1f77b4"), ("p99", "#ff7f0e"), ("p99.9", "#d62728")):
-            right.plot(offered, [r["latency_ms"][q] for r in rows], style, marker="o", color=color,
-                       label=f"{name} {q}")  # fmt: skip
+            right.plot(
+                offered,
+                [r["latency_ms"][q] for r in rows],
+                style,
+                marker="o",
+                color=color,
+                label=f"{name} {q}",
+            )
     right.axhline(10, color="red", linestyle=":", label="p99 target 10 ms")
     right.set_yscale("log")
     right.set_xlabel("offered orders/s")
     right.set_ylabel("latency from scheduled send, ms")
     right.set_title("fixed offered rate")
     right.legend(fontsize=7)
-    fig.suptitle(f"TradeGraph benchmark, {figures['meta']['date']}, {figures['meta']['cores']} cores")
+    fig.suptitle(
+        f"TradeGraph benchmark, {figures['meta']['date']}, {figures['meta']['cores']} cores"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

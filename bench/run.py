@@ -59,6 +59,7 @@ PLACE_ORDER = (
     "fills { id price quantity fee feeAsset liquidity } errors { code field message } } }"
 )
 PASSWORD = "bench-pass-1"
+CLI = (sys.executable, "-m", "app.cli")
 
 
 @dataclass(frozen=True)
@@ -72,9 +73,9 @@ class Book:
 
 
 BOOKS = (
-    Book("BTC-USDT", Decimal(30000), Decimal("0.50"), tuple(Decimal(q) for q in "0.001 0.002 0.003 0.005".split())),
-    Book("ETH-USDT", Decimal(2000), Decimal("0.05"), tuple(Decimal(q) for q in "0.01 0.02 0.03 0.05".split())),
-)  # fmt: skip
+    Book("BTC-USDT", Decimal(30000), Decimal("0.50"), (Decimal("0.001"), Decimal("0.003"))),
+    Book("ETH-USDT", Decimal(2000), Decimal("0.05"), (Decimal("0.01"), Decimal("0.03"))),
+)
 
 
 def order_input(rng: random.Random) -> dict[str, str]:
@@ -124,7 +125,10 @@ def batch_requests(
             port,
             tokens[i % len(tokens)],
             json.dumps(
-                {"query": document, "variables": {"inputs": [order_input(rng) for _ in range(size)]}}
+                {
+                    "query": document,
+                    "variables": {"inputs": [order_input(rng) for _ in range(size)]},
+                }
             ).encode(),
         )
         for i in range(count)
@@ -133,10 +137,13 @@ def batch_requests(
 
 # --- the schema's batch mutation, found by introspection -------------------------------
 
-_TYPE = "kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } }"
+_TYPE = (
+    "kind name ofType { kind name ofType { kind name ofType { kind name ofType { kind name } } } }"
+)
 INTROSPECTION = (
-    "{ __schema { mutationType { fields { name args { name type { %s } } type { %s } } } "
-    "types { name kind fields { name args { name } type { %s } } } } }" % (_TYPE, _TYPE, _TYPE)
+    f"{{ __schema {{ mutationType {{ fields {{ name args {{ name type {{ {_TYPE} }} }} "
+    f"type {{ {_TYPE} }} }} }} types {{ name kind fields {{ name args {{ name }} "
+    f"type {{ {_TYPE} }} }} }} }} }}"
 )
 
 
@@ -166,7 +173,11 @@ def batch_document(schema: dict[str, Any]) -> str | None:
     for each in schema["mutationType"]["fields"]:
         if each["name"] != "placeOrders":
             continue
-        args = [a["name"] for a in each["args"] if _named(a["type"]) == ("INPUT_OBJECT", "PlaceOrderInput")]
+        args = [
+            a["name"]
+            for a in each["args"]
+            if _named(a["type"]) == ("INPUT_OBJECT", "PlaceOrderInput")
+        ]
         if not args:
             return None
         kind, returns = _named(each["type"])
@@ -310,7 +321,9 @@ def wait_ready(port: int, proc: subprocess.Popen[bytes], timeout: float = 30.0) 
         if proc.poll() is not None:
             raise RuntimeError(f"the server on :{port} exited with {proc.returncode}")
         try:
-            httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": "{ __typename }"}, timeout=1)
+            httpx.post(
+                f"http://127.0.0.1:{port}/graphql", json={"query": "{ __typename }"}, timeout=1
+            )
             return
         except httpx.HTTPError:
             time.sleep(0.1)
@@ -355,8 +368,12 @@ async def traders(url: str, admin: str, count: int, run: str) -> list[str | None
                 "mutation($input: RegisterInput!) { register(input: $input) "
                 "{ token user { id } errors { code field message } } }",
                 None,
-                input={"email": f"bench{i}-{run}@example.com", "username": f"bench{i}_{run}", "password": PASSWORD},
-            )  # fmt: skip
+                input={
+                    "email": f"bench{i}-{run}@example.com",
+                    "username": f"bench{i}_{run}",
+                    "password": PASSWORD,
+                },
+            )
             token, user = registered["register"]["token"], registered["register"]["user"]["id"]
             await call(
                 "mutation($id: ID!) { approveKyc(userId: $id) { errors { code message } } }",
@@ -410,12 +427,12 @@ def real_platform(api_workers: int | None) -> Iterator[tuple[Platform, str]]:
         platform.wait_http("/healthz")
         email, password = f"admin-{run}@example.com", "bench-admin-pass-1"
         subprocess.run(
-            [sys.executable, "-m", "app.cli", "create-admin", "--email", email, "--password", password],
+            [*CLI, "create-admin", "--email", email, "--password", password],
             env={**process_env(settings), **platform.env},
             cwd=ROOT,
             check=True,
             capture_output=True,
-        )  # fmt: skip
+        )
         with httpx.Client(base_url=platform.url, timeout=30) as client:
             admin = gql(
                 client,
@@ -444,9 +461,7 @@ def api_help() -> str:
 @contextlib.contextmanager
 def bare_server() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.bare_app", "--port", str(port)], cwd=ROOT
-    )
+    proc = subprocess.Popen([sys.executable, "-m", "bench.bare_app", "--port", str(port)], cwd=ROOT)
     try:
         wait_ready(port, proc)
         yield port, proc
@@ -460,7 +475,8 @@ def bare_server() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
 
 def engine_row(quick: bool) -> dict[str, Any]:
     """``python -m bench.engine``'s own figures, read from what it prints."""
-    args = [sys.executable, "-m", "bench.engine", *(["--quick"] if quick else [])]
+    small = ["--commands", "20000", "--resting", "5000"]  # a smoke test's: seconds, not tens
+    args = [sys.executable, "-m", "bench.engine", *(small if quick else [])]
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     text = done.stdout
     rate = re.search(r"throughput\s+([\d,]+) cmd/s", text)
@@ -488,10 +504,18 @@ def restart_row(orders: int) -> dict[str, Any]:
     done = subprocess.run(args, capture_output=True, text=True, cwd=ROOT)
     lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
     if done.returncode != 0 or not lines:
-        return {"available": False, "orders": orders, "note": f"bench.restart exit {done.returncode}"}
+        return {
+            "available": False,
+            "orders": orders,
+            "note": f"bench.restart exit {done.returncode}",
+        }
     raw = json.loads(lines[-1])
     seconds = next(
-        (v for k, v in raw.items() if isinstance(v, int | float) and ("second" in k or "ready" in k)),
+        (
+            v
+            for k, v in raw.items()
+            if isinstance(v, int | float) and ("second" in k or "ready" in k)
+        ),
         None,
     )
     return {"available": seconds is not None, "orders": orders, "seconds": seconds, "raw": raw}
@@ -513,13 +537,14 @@ class Plan:
     restart_orders: int
     quick: bool
     skip: frozenset[str]
+    out: Path
 
 
 def plan(argv: list[str] | None) -> Plan:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="short phases: a smoke test")
     parser.add_argument("--connections", type=int, default=32, help="keep-alive connections")
-    parser.add_argument("--traders", type=int, default=None, help="default 64 (16 with --quick)")
+    parser.add_argument("--traders", type=int, default=None, help="default 64 (8 with --quick)")
     parser.add_argument("--seconds", type=float, default=None, help="each saturation phase")
     parser.add_argument("--rate-seconds", type=float, default=None, help="each fixed rate")
     parser.add_argument("--rates", default="250,500,1000", help="offered orders/s, comma-separated")
@@ -527,21 +552,30 @@ def plan(argv: list[str] | None) -> Plan:
     parser.add_argument("--api-workers", type=int, default=None, help="tradegraph api --workers N")
     parser.add_argument("--restart-orders", type=int, default=None, help="default 100,000")
     parser.add_argument("--skip", default="", help="rows to leave out: engine,restart,batch")
+    parser.add_argument("--out", type=Path, default=None, help="default bench/results/<UTC time>")
     args = parser.parse_args(argv)
     quick = args.quick
     return Plan(
         connections=args.connections,
-        traders=args.traders or (16 if quick else 64),
-        saturate_s=args.seconds or (1.5 if quick else 10.0),
+        traders=args.traders or (8 if quick else 64),
+        saturate_s=args.seconds or (1.0 if quick else 10.0),
         rate_s=args.rate_seconds or (1.0 if quick else 8.0),
-        warmup_s=0.5 if quick else 2.0,
+        warmup_s=0.3 if quick else 2.0,
         rates=tuple(float(r) for r in args.rates.split(",") if r),
         batch_size=args.batch_size,
         api_workers=args.api_workers,
         restart_orders=args.restart_orders or (2_000 if quick else 100_000),
         quick=quick,
         skip=frozenset(s for s in args.skip.split(",") if s),
+        out=args.out or ROOT / "bench" / "results" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
     )
+
+
+STARTED = time.monotonic()
+
+
+def progress(what: str) -> None:
+    print(f"[{time.monotonic() - STARTED:5.1f} s] {what} …", file=sys.stderr, flush=True)
 
 
 def measure(p: Plan) -> dict[str, Any]:
@@ -561,32 +595,40 @@ def measure(p: Plan) -> dict[str, Any]:
     }
     base = {"host": "127.0.0.1", "connections": p.connections, "warmup": p.warmup_s}
     with bare_server() as (bare_port, bare_proc), real_platform(p.api_workers) as (platform, admin):
-        print("registering and funding traders …", file=sys.stderr, flush=True)
+        progress(f"registering and funding {p.traders} traders")
         tokens = asyncio.run(traders(platform.url, admin, p.traders, svc.run_id()))
         api_pids = [platform.procs["api"].pid]
         api_processes = 1 + len(psutil.Process(api_pids[0]).children(recursive=True))
         bare_watch = Watch(roots={"API (bare Strawberry)": [bare_proc.pid]})
         real_watch = Watch(
             roots={"API": api_pids, "worker": [platform.procs["worker"].pid]},
-            database=platform.settings.database_url.rsplit("/", 1)[-1] if platform.settings.database_url else None,
+            database=(platform.settings.database_url or "").rsplit("/", 1)[-1],
             redis=True,
-        )  # fmt: skip
+        )
         bare_requests = single_requests(bare_port, [None], 4096, seed=1)
         real_requests = single_requests(platform.port, tokens, 4096, seed=1)
 
-        def phase(what: str, port: int, requests: list[str], watch: Watch | None, **extra: Any) -> dict[str, Any]:
-            print(f"{what} …", file=sys.stderr, flush=True)
-            return run_loadgen({**base, "port": port, "requests": requests, **extra}, watch)  # fmt: skip
+        def phase(
+            what: str, port: int, requests: list[str], watch: Watch | None, **extra: Any
+        ) -> dict[str, Any]:
+            progress(what)
+            return run_loadgen({**base, "port": port, "requests": requests, **extra}, watch)
 
         saturate = {"mode": "saturate", "duration": p.saturate_s}
         # The two saturation phases back to back: the headline ratio.
         bare_sat = phase("baseline, saturation", bare_port, bare_requests, bare_watch, **saturate)
-        real_sat = phase("placeOrder, saturation", platform.port, real_requests, real_watch, **saturate)
+        real_sat = phase(
+            "placeOrder, saturation", platform.port, real_requests, real_watch, **saturate
+        )
         bare_rates, real_rates = [], []
         for rate in p.rates:
-            at = {"mode": "rate", "rate": rate, "duration": p.rate_s}
-            bare_rates.append(fixed(phase(f"baseline at {rate:g}/s", bare_port, bare_requests, None, **at)))
-            real_rates.append(fixed(phase(f"placeOrder at {rate:g}/s", platform.port, real_requests, None, **at)))  # fmt: skip
+            at = {"mode": "rate", "rate": rate, "duration": p.rate_s, "drain": p.rate_s}
+            bare_rates.append(
+                fixed(phase(f"baseline at {rate:g}/s", bare_port, bare_requests, None, **at))
+            )
+            real_rates.append(
+                fixed(phase(f"placeOrder at {rate:g}/s", platform.port, real_requests, None, **at))
+            )
         out["baseline"] = {
             "processes": 1,
             "saturation": saturation(bare_sat),
@@ -597,11 +639,17 @@ def measure(p: Plan) -> dict[str, Any]:
             "saturation": saturation(real_sat),
             "rates": real_rates,
         }
-        out["placeOrders"] = batches(p, platform.port, tokens, base, real_watch, phase)
+        out["baseline_batch"] = batches(p, bare_port, [None], bare_watch, phase, "baseline")
+        out["placeOrders"] = batches(p, platform.port, tokens, real_watch, phase, "placeOrders")
+    progress("worker restart")
     out["restart"] = (
-        {"available": False, "note": "skipped"} if "restart" in p.skip else restart_row(p.restart_orders)
+        {"available": False, "note": "skipped"}
+        if "restart" in p.skip
+        else restart_row(p.restart_orders)
     )
-    out["engine"] = {"available": False, "note": "skipped"} if "engine" in p.skip else engine_row(p.quick)
+    out["engine"] = (
+        {"available": False, "note": "skipped"} if "engine" in p.skip else engine_row(p.quick)
+    )
     return out
 
 
@@ -609,10 +657,12 @@ def batches(
     p: Plan,
     port: int,
     tokens: list[str | None],
-    base: dict[str, Any],
     watch: Watch,
     phase: Callable[..., dict[str, Any]],
+    name: str,
 ) -> dict[str, Any]:
+    """Batches of ``p.batch_size`` orders at saturation, if the server on ``port`` has
+    ``placeOrders``: orders/s counts the entries answered with an order."""
     if "batch" in p.skip:
         return {"available": False, "note": "skipped"}
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
@@ -622,9 +672,13 @@ def batches(
         return {"available": False, "note": "no placeOrders in the schema"}
     requests = batch_requests(port, tokens, document, p.batch_size, 128, seed=2)
     result = phase(
-        f"placeOrders × {p.batch_size}, saturation", port, requests, watch,
-        mode="saturate", duration=p.saturate_s,
-    )  # fmt: skip
+        f"{name}: placeOrders × {p.batch_size}, saturation",
+        port,
+        requests,
+        watch,
+        mode="saturate",
+        duration=p.saturate_s,
+    )
     row = saturation(result, per_request=p.batch_size)
     row["orders_per_s"] = result["orders"] / p.saturate_s  # entries accepted, not sent
     row["batch_size"] = p.batch_size
@@ -635,12 +689,11 @@ def batches(
 def main(argv: list[str] | None = None) -> int:
     p = plan(argv)
     figures = measure(p)
-    folder = ROOT / "bench" / "results" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     table = report.table(figures)
     print()
     print(table)
-    report.write(figures, table, folder)
-    print(f"\nwritten: {folder.relative_to(ROOT)}/{{bench.json,bench.png,table.md}}")
+    report.write(figures, table, p.out)
+    print(f"\nwritten: {p.out}/{{bench.json,bench.png,table.md}}")
     return 0
 
 
