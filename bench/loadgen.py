@@ -38,6 +38,11 @@ import httptools
 import orjson
 import uvloop
 
+# Time stamps come from perf_counter: uvloop's loop.time() has millisecond steps (libuv's
+# cached clock), too coarse for the latencies of a local server. Sleeps still round to the
+# millisecond, which the fixed-rate figures report as the send lag.
+clock = time.perf_counter
+
 
 class Connection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection, one request at a time."""
@@ -140,37 +145,36 @@ def say(line: str) -> None:
     sys.stdout.flush()
 
 
-async def window(loop: asyncio.AbstractEventLoop, opens: float, closes: float) -> float:
+async def window(opens: float, closes: float) -> float:
     """Tell the harness when the measured window opens and closes; return this process's
     CPU seconds inside it."""
-    await asyncio.sleep(max(0.0, opens - loop.time()))
+    await asyncio.sleep(max(0.0, opens - clock()))
     say("measuring")
     cpu = time.process_time()
-    await asyncio.sleep(max(0.0, closes - loop.time()))
+    await asyncio.sleep(max(0.0, closes - clock()))
     cpu = time.process_time() - cpu
     say("measured")
     return cpu
 
 
 async def saturate(config: dict[str, Any], conns: list[Connection]) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
     requests = [r.encode() for r in config["requests"]]
     tally, latencies = Tally(), []
-    start = loop.time()
+    start = clock()
     opens, closes = start + config["warmup"], start + config["warmup"] + config["duration"]
 
     async def run(conn: Connection, i: int) -> None:
-        while (sent := loop.time()) < closes:
+        while (sent := clock()) < closes:
             status, body = await conn.request(requests[i % len(requests)])
             i += len(conns)
-            done = loop.time()
+            done = clock()
             if opens <= done < closes:  # answers inside the window: the throughput
                 latencies.append(done - sent)
                 tally.add(status, body)
 
-    clock = asyncio.create_task(window(loop, opens, closes))
+    measuring = asyncio.create_task(window(opens, closes))
     await asyncio.gather(*(run(c, i) for i, c in enumerate(conns)))
-    cpu = await clock
+    cpu = await measuring
     return {
         "answers_per_s": tally.answers / config["duration"],
         "latencies_us": [round(x * 1e6) for x in latencies],
@@ -180,13 +184,12 @@ async def saturate(config: dict[str, Any], conns: list[Connection]) -> dict[str,
 
 
 async def fixed_rate(config: dict[str, Any], conns: list[Connection]) -> dict[str, Any]:
-    loop = asyncio.get_running_loop()
     requests = [r.encode() for r in config["requests"]]
     rate, warmup, duration = config["rate"], config["warmup"], config["duration"]
     total = round(rate * (warmup + duration))
     first_measured = round(rate * warmup)
     tally, latencies, lags = Tally(), [], []
-    start = loop.time() + 0.05
+    start = clock() + 0.05
     closes = start + warmup + duration
     give_up = closes + config["drain"]  # past it, what is still unsent only counts as late
     unsent: list[float] = []
@@ -196,24 +199,24 @@ async def fixed_rate(config: dict[str, Any], conns: list[Connection]) -> dict[st
     async def run(conn: Connection) -> None:
         for i in following:  # shared: each free connection takes the next due request
             due = start + i / rate
-            if (wait := due - loop.time()) > 0:
+            if (wait := due - clock()) > 0:
                 await asyncio.sleep(wait)
-            sent = loop.time()
+            sent = clock()
             if sent > give_up:
                 unsent.append(sent - due)
                 continue
             status, body = await conn.request(requests[i % len(requests)])
-            done = loop.time()
+            done = clock()
             answered.append(done)
             if i >= first_measured:
                 latencies.append(done - due)
                 lags.append(sent - due)
                 tally.add(status, body)
 
-    clock = asyncio.create_task(window(loop, start + warmup, closes))
+    measuring = asyncio.create_task(window(start + warmup, closes))
     await asyncio.gather(*(run(c) for c in conns))
-    cpu = await clock
-    finished = loop.time()
+    cpu = await measuring
+    finished = clock()
     return {
         "offered_per_s": rate,
         "answers_per_s": len(answered) / max(warmup + duration, finished - start),
