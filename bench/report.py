@@ -50,6 +50,53 @@ def headline(figures: dict[str, Any]) -> float:
     return float(figures["placeOrder"]["saturation"]["orders_per_s"] / bare) if bare else 0.0
 
 
+def targets(figures: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets against this run's figures (None where the row is n/a)."""
+    real = figures["placeOrder"]
+    at_500 = [r for r in real["rates"] if r["offered_per_s"] == 500 and r["latency_ms"]]
+    batch, restart, engine = figures["placeOrders"], figures["restart"], figures["engine"]
+    checks: dict[str, tuple[float | None, float, bool]] = {}  # name: (figure, target, higher)
+    checks["placeOrder / baseline at saturation"] = (headline(figures), TARGETS["ratio"], True)
+    checks["placeOrder orders/s at saturation"] = (
+        real["saturation"]["orders_per_s"],
+        TARGETS["orders_per_s"],
+        True,
+    )
+    checks["placeOrder p99 ms at 500/s"] = (
+        at_500[0]["latency_ms"]["p99"] if at_500 else None,
+        TARGETS["p99_ms_at_500"],
+        False,
+    )
+    checks["placeOrders orders/s"] = (
+        batch["orders_per_s"] if batch.get("available") else None,
+        TARGETS["batch_orders_per_s"],
+        True,
+    )
+    checks["restart seconds"] = (
+        restart["seconds"] if restart.get("available") else None,
+        TARGETS["restart_s"],
+        False,
+    )
+    checks["engine commands/s"] = (
+        engine["commands_per_s"] if engine.get("available") else None,
+        TARGETS["engine_commands_per_s"],
+        True,
+    )
+    checks["engine ÷ pyorderbook"] = (
+        engine["ratio_to_pyorderbook"] if engine.get("available") else None,
+        TARGETS["engine_ratio"],
+        True,
+    )
+    return {
+        name: {
+            "figure": figure,
+            "target": target,
+            "met": None if figure is None else (figure >= target if higher else figure <= target),
+        }
+        for name, (figure, target, higher) in checks.items()
+    }
+
+
 def table(figures: dict[str, Any]) -> str:
     meta, bare, real = figures["meta"], figures["baseline"], figures["placeOrder"]
     cores, conns = meta["cores"], meta["connections"]
@@ -245,6 +292,7 @@ def chart(figures: dict[str, Any], path: Path) -> None:
 
 def write(figures: dict[str, Any], text: str, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
+    figures = {**figures, "targets": targets(figures)}
     (folder / "bench.json").write_text(json.dumps(figures, indent=2, default=str) + "\n")
     (folder / "table.md").write_text(text + "\n")
     chart(figures, folder / "bench.png")

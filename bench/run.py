@@ -498,6 +498,17 @@ def engine_row(quick: bool) -> dict[str, Any]:
     }
 
 
+def restart_seconds(raw: dict[str, Any]) -> float | None:
+    """The restart time in ``bench.restart --json``'s answer (the restart helper's format):
+    the first number named like a duration."""
+    for key, value in raw.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            continue
+        if any(word in key for word in ("second", "ready", "restart", "_s")):
+            return float(value)
+    return None
+
+
 def restart_row(orders: int) -> dict[str, Any]:
     """``python -m bench.restart --orders N --json``, when that module exists."""
     if importlib.util.find_spec("bench.restart") is None:
@@ -512,14 +523,7 @@ def restart_row(orders: int) -> dict[str, Any]:
             "note": f"bench.restart exit {done.returncode}",
         }
     raw = json.loads(lines[-1])
-    seconds = next(
-        (
-            v
-            for k, v in raw.items()
-            if isinstance(v, int | float) and ("second" in k or "ready" in k)
-        ),
-        None,
-    )
+    seconds = restart_seconds(raw)
     return {"available": seconds is not None, "orders": orders, "seconds": seconds, "raw": raw}
 
 

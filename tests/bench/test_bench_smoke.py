@@ -16,7 +16,7 @@ from strawberry.schema.config import StrawberryConfig
 from bench import bare_app
 from bench.latency import co_latencies, percentile, schedule, simulate, summary
 from bench.loadgen import Tally
-from bench.run import INTROSPECTION, PLACE_ORDER, batch_document, order_input
+from bench.run import INTROSPECTION, PLACE_ORDER, batch_document, order_input, restart_seconds
 from tests.support.processes import ROOT
 
 ENTRY = {"symbol": "BTC-USDT", "side": "BUY", "type": "LIMIT", "quantity": "0.001", "price": "1"}
@@ -139,6 +139,12 @@ def test_no_placeorders_means_no_batch_row() -> None:
     assert batch_document(introspected.data["__schema"]) is None
     answer = _schema(Single).execute_sync(PLACE_ORDER, variable_values={"input": ENTRY})
     assert answer.errors is None
+
+
+def test_the_restart_time_is_read_from_the_restart_benchmark_json() -> None:
+    assert restart_seconds({"orders": 100_000, "ready_seconds": 2.5}) == 2.5
+    assert restart_seconds({"ok": True, "orders": 5, "restart_s": 1}) == 1.0
+    assert restart_seconds({"orders": 100_000}) is None
 
 
 def _positive_latencies(row: dict[str, Any]) -> None:
