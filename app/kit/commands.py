@@ -24,6 +24,7 @@ WORKER_CODES = {
     "POST_ONLY_WOULD_TAKE": "POST_ONLY_WOULD_TAKE",
     "NOT_FOUND": "NOT_FOUND",
     "ORDER_NOT_OPEN": "ORDER_NOT_OPEN",
+    "KYC_REQUIRED": "KYC_REQUIRED",  # the worker holds who may trade
     "UNKNOWN_SYMBOL": INVALID_INPUT,
     "INTERNAL": INTERNAL,  # the worker could not process the command: nothing was applied
 }

@@ -1,7 +1,13 @@
 """Trading: validate, dispatch to the matching worker, read back what it committed.
 
 The API never writes orders, trades or balances: every change is a command on the bus,
-and the answer is read from PostgreSQL after the worker has committed it.
+and the answer is read from PostgreSQL after the worker has committed it. What is checked
+before sending (the market, its grid, its status) comes from the process's market cache;
+KYC is checked by the worker, which holds every user's status.
+
+A batch (:meth:`TradingService.place_many`, :meth:`TradingService.cancel_many`) is one
+command: entries refused here are answered without being sent, the others travel together
+and come back with one result each.
 """
 
 from __future__ import annotations
@@ -14,17 +20,19 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.kit.bus import CommandBus
-from app.kit.commands import dispatch
+from app.kit.commands import WORKER_CODES, camel, dispatch
 from app.kit.errors import Problem
 from app.kit.money import MAX_AMOUNT, MAX_DECIMALS, plain_text
 from app.kit.pagination import Page, PageRequest
-from app.markets.models import Market
+from app.markets.cache import MarketInfo
 from app.markets.service import MarketService
 from app.orders import errors, repository
 from app.orders.models import Order, Trade
 from engine import CLIENT_ORDER_ID
 
 OPEN_STATUSES = ("PENDING", "PARTIAL")
+MAX_BATCH_ENTRIES = 100
+"""The most orders (or cancels) one batch may carry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,8 @@ class Outcome:
 
 
 _plain = plain_text
+ANY_STEP = Decimal(1).scaleb(-MAX_DECIMALS)
+"""The finest grid: any amount with at most MAX_DECIMALS decimals is on it."""
 
 
 def _check_amount(
@@ -78,11 +88,13 @@ def _check_amount(
         )
 
 
-def validate_place(request: PlaceOrderRequest, market: Market | None) -> list[Problem]:
+def validate_place(request: PlaceOrderRequest, market: MarketInfo | None) -> list[Problem]:
     """Everything the API can check before the worker sees the order."""
     problems: list[Problem] = []
     if market is None:
         return [Problem(errors.INVALID_INPUT, f"no market {request.symbol!r}", "symbol")]
+    if market.halted:
+        return [Problem(errors.MARKET_HALTED, f"{market.symbol} is halted", "symbol")]
     if request.client_order_id is not None and not CLIENT_ORDER_ID.fullmatch(
         request.client_order_id
     ):
@@ -141,19 +153,13 @@ class TradingService:
             fills = await repository.trades_by_ids(session, fill_ids) if fill_ids else []
         return Outcome(order=order, fills=fills, cancelled_count=len(reply["cancelled"]))
 
-    async def place(self, user_id: int, kyc_status: str, request: PlaceOrderRequest) -> Outcome:
-        if kyc_status != "approved":
-            return Outcome(
-                problems=[
-                    Problem(errors.KYC_REQUIRED, "trading needs approved KYC (identity check)")
-                ]
-            )
+    async def _checked(self, request: PlaceOrderRequest) -> dict[str, Any] | list[Problem]:
+        """The order as the worker takes it, or why it is refused before sending."""
         market = await self._markets.get(request.symbol)
         if problems := validate_place(request, market):
-            return Outcome(problems=problems)
+            return problems
         assert market is not None
-        payload = {
-            "user_id": user_id,
+        return {
             "symbol": market.symbol,
             "side": request.side,
             "type": request.type,
@@ -163,27 +169,116 @@ class TradingService:
             "post_only": request.post_only,
             "client_order_id": request.client_order_id,
         }
+
+    async def place(self, user_id: int, request: PlaceOrderRequest) -> Outcome:
+        """Place one order (the worker refuses it with KYC_REQUIRED unless KYC approved)."""
+        order = await self._checked(request)
+        if isinstance(order, list):
+            return Outcome(problems=order)
         # A retry after a timeout is safe when it names the same clientOrderId: the engine
         # answers a repeated one with the original order.
-        reply = await dispatch(self._bus, "place", payload, timeout=self._timeout)
+        reply = await dispatch(
+            self._bus, "place", {"user_id": user_id, **order}, timeout=self._timeout
+        )
         if isinstance(reply, Problem):
             return Outcome(problems=[reply])
         return await self._outcome(reply)
 
-    async def amend(self, user_id: int, request: AmendOrderRequest) -> Outcome:
+    async def place_many(
+        self, user_id: int, requests: Sequence[PlaceOrderRequest]
+    ) -> list[Outcome] | Problem:
+        """Place up to MAX_BATCH_ENTRIES orders in one command: one outcome per request, in
+        order; more requests are refused as a whole (nothing is placed).
+
+        Retrying a whole batch is safe for the orders that name a clientOrderId."""
+        if len(requests) > MAX_BATCH_ENTRIES:
+            return Problem(
+                errors.INVALID_INPUT,
+                f"a batch has at most {MAX_BATCH_ENTRIES} orders, not {len(requests)}",
+                "inputs",
+            )
+        outcomes: list[Outcome | None] = []
+        orders: list[dict[str, Any]] = []
+        for request in requests:
+            order = await self._checked(request)
+            if isinstance(order, list):
+                outcomes.append(Outcome(problems=order))
+            else:
+                outcomes.append(None)
+                orders.append(order)
+        if orders:
+            sent = await self._batch("place_batch", {"user_id": user_id, "orders": orders})
+            answers = iter(
+                sent if isinstance(sent, list) else [Outcome(problems=[sent])] * len(orders)
+            )
+            outcomes = [outcome or next(answers) for outcome in outcomes]
+        return [outcome for outcome in outcomes if outcome is not None]
+
+    async def cancel_many(
+        self, user_id: int, order_ids: Sequence[int | None]
+    ) -> list[Outcome] | Problem:
+        """Cancel up to MAX_BATCH_ENTRIES of the user's open orders in one command; ``None``
+        stands for an id that names no order (answered NOT_FOUND without being sent)."""
+        if len(order_ids) > MAX_BATCH_ENTRIES:
+            return Problem(
+                errors.INVALID_INPUT,
+                f"a batch has at most {MAX_BATCH_ENTRIES} cancels, not {len(order_ids)}",
+                "ids",
+            )
+        wanted = [order_id for order_id in order_ids if order_id is not None]
+        sent: list[Outcome] | Problem = []
+        if wanted:
+            sent = await self._batch("cancel_batch", {"user_id": user_id, "order_ids": wanted})
+        answers = iter(sent if isinstance(sent, list) else [Outcome(problems=[sent])] * len(wanted))
+        missing = Outcome(problems=[Problem(errors.NOT_FOUND, "no such open order", "id")])
+        outcomes = []
+        for order_id in order_ids:
+            outcome = missing if order_id is None else next(answers)
+            if any(problem.code == errors.NOT_FOUND for problem in outcome.problems):
+                outcome = missing
+            outcomes.append(outcome)
+        return outcomes
+
+    async def _batch(self, kind: str, payload: dict[str, Any]) -> list[Outcome] | Problem:
+        """One batch command; the outcome of each entry sent, in order."""
+        reply = await dispatch(self._bus, kind, payload, timeout=self._timeout)
+        if isinstance(reply, Problem):
+            return reply
+        results = reply["results"]
+        done = [result for result in results if result["ok"]]
+        order_ids = [result["order_id"] for result in done if result["order_id"]]
+        fill_ids = [fill["id"] for result in done for fill in result["fills"]]
         async with self._sessions() as session:
-            order = await repository.get_order(session, user_id, request.order_id)
-        if order is None:
-            return Outcome(problems=[Problem(errors.NOT_FOUND, "no such order", "id")])
-        market = await self._markets.get(order.symbol)
-        assert market is not None
+            orders = {o.id: o for o in await repository.orders_by_ids(session, order_ids)}
+            fills = {t.id: t for t in await repository.trades_by_ids(session, fill_ids)}
+        outcomes = []
+        for result in results:
+            if not result["ok"]:
+                error = result["error"]
+                code = WORKER_CODES.get(error["code"], errors.INVALID_INPUT)
+                outcomes.append(
+                    Outcome(problems=[Problem(code, error["message"], camel(error["field"]))])
+                )
+                continue
+            outcomes.append(
+                Outcome(
+                    order=orders.get(result["order_id"]),
+                    fills=[fills[fill["id"]] for fill in result["fills"]],
+                    cancelled_count=len(result["cancelled"]),
+                )
+            )
+        return outcomes
+
+    async def amend(self, user_id: int, request: AmendOrderRequest) -> Outcome:
+        """Change an open order. Its market is not known here without a read: the worker
+        checks the grid (and that the order is the caller's and open)."""
         problems: list[Problem] = []
         if request.quantity is None and request.price is None:
             problems.append(Problem(errors.INVALID_INPUT, "give a new quantity or price", None))
         if request.quantity is not None:
-            _check_amount(request.quantity, market.lot_size, "quantity", "quantity", problems)
+            _check_amount(request.quantity, ANY_STEP, "quantity", "quantity", problems)
         if request.price is not None:
-            _check_amount(request.price, market.tick_size, "price", "price", problems)
+            _check_amount(request.price, ANY_STEP, "price", "price", problems)
         if problems:
             return Outcome(problems=problems)
         reply = await dispatch(
@@ -198,6 +293,8 @@ class TradingService:
             timeout=self._timeout,
         )
         if isinstance(reply, Problem):
+            if reply.code == errors.NOT_FOUND:
+                return Outcome(problems=[Problem(errors.NOT_FOUND, "no such order", "id")])
             return Outcome(problems=[reply])
         return await self._outcome(reply)
 

@@ -201,6 +201,28 @@ class CancelOrderPayload:
     errors: list[UserError]
 
 
+@strawberry.type(
+    description="One result per input, in order (`results` is empty when `errors` refuses "
+    "the whole batch)."
+)
+class PlaceOrdersPayload:
+    results: list[PlaceOrderPayload]
+    errors: list[UserError] = strawberry.field(
+        description="Refusals of the batch as a whole (more than 100 orders): nothing placed."
+    )
+
+
+@strawberry.type(
+    description="One result per id, in order (`results` is empty when `errors` refuses "
+    "the whole batch)."
+)
+class CancelOrdersPayload:
+    results: list[CancelOrderPayload]
+    errors: list[UserError] = strawberry.field(
+        description="Refusals of the batch as a whole (more than 100 ids): nothing cancelled."
+    )
+
+
 @strawberry.type
 class CancelAllOrdersPayload:
     cancelled_count: int

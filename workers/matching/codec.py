@@ -56,6 +56,9 @@ KINDS = frozenset(
         "halt",
         "resume",
         "set_fee_tier",
+        "set_kyc",
+        "place_batch",
+        "cancel_batch",
     }
 )
 UNKNOWN_KIND = "unknown"

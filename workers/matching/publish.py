@@ -198,6 +198,18 @@ def publish_events(
                     keys.book_channel(event.symbol),
                     _dumps({"type": "status", "symbol": event.symbol, "status": status}),
                 )
+                pipe.publish(
+                    keys.markets_channel(),
+                    _dumps(
+                        {
+                            "symbol": event.symbol,
+                            "status": status,
+                            "halt_reason": (event.reason or None)
+                            if isinstance(event, MarketHalted)
+                            else None,
+                        }
+                    ),
+                )
             case _:
                 message = order_message(event)
                 if message is not None:

@@ -71,6 +71,8 @@ class Batch:
     market_status: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     book_sequences: dict[str, int] = field(default_factory=dict)
     fee_tiers: dict[int, int] = field(default_factory=dict)
+    kyc_statuses: dict[int, str] = field(default_factory=dict)
+    """Admins' KYC decisions (``set_kyc``), the last one per user."""
     processed: list[Row] = field(default_factory=list)
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     executed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
@@ -218,6 +220,7 @@ class Batch:
             "new_processed": self.processed,
             "changed_markets": markets,
             "changed_fee_tiers": [{"id": u, "fee_tier": t} for u, t in self.fee_tiers.items()],
+            "changed_kyc": [{"id": u, "kyc_status": k} for u, k in self.kyc_statuses.items()],
             "new_risk_events": risk,
         }
         written = {name: rows for name, rows in tables.items() if rows}
@@ -274,6 +277,10 @@ WRITES = {
     "changed_fee_tiers": """
     UPDATE users SET fee_tier = u.fee_tier, fee_tier_override = true
     FROM json_to_recordset($?::json) AS u(id bigint, fee_tier int)
+    WHERE users.id = u.id""",
+    "changed_kyc": """
+    UPDATE users SET kyc_status = u.kyc_status
+    FROM json_to_recordset($?::json) AS u(id bigint, kyc_status varchar)
     WHERE users.id = u.id""",
     "new_risk_events": """
     INSERT INTO risk_events (user_id, event_type, severity, description, metadata)

@@ -48,7 +48,7 @@ import socket
 import threading
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,7 +66,15 @@ from app.kit.bus import CONSUMER_GROUP
 from app.kit.db import plain_url
 from app.kit.metrics import serve_metrics
 from app.kit.redis import Keys
-from engine import Command, CommandRejected, Engine, Event, RejectCode
+from engine import AmendOrder, Command, Engine, Event, PlaceOrder, RejectCode
+from workers.matching.batches import (
+    CancelBatch,
+    PlaceBatch,
+    cancel_batch,
+    decode_cancel_batch,
+    decode_place_batch,
+    place_batch,
+)
 from workers.matching.codec import (
     BadCommand,
     command_id_problem,
@@ -75,6 +83,14 @@ from workers.matching.codec import (
     recorded_kind,
     rejected,
     reply_for,
+)
+from workers.matching.kyc import (
+    KYC_MESSAGE,
+    KYC_REQUIRED,
+    KycBook,
+    SetKyc,
+    decode_set_kyc,
+    load_kyc,
 )
 from workers.matching.publish import publish_events, rebuild_book_cache
 from workers.matching.recovery import restore_engine
@@ -126,13 +142,24 @@ REPLY_SECONDS = Histogram(
 
 WRITTEN_OFF = "the worker could not process this command"
 
+Decoded = Command | SetKyc | PlaceBatch | CancelBatch
+"""What the matcher runs: an engine command, or one the worker handles around the engine."""
+WORKER_KINDS: dict[str, Callable[[dict[str, Any]], Decoded]] = {
+    "set_kyc": decode_set_kyc,
+    "place_batch": decode_place_batch,
+    "cancel_batch": decode_cancel_batch,
+}
 
-def _decode(kind: str, payload_text: str) -> Command | dict[str, Any]:
+
+def _decode(kind: str, payload_text: str) -> Decoded | dict[str, Any]:
     """The engine command of a stream entry, or the INVALID_INPUT reply if it has none."""
     try:
         payload = orjson.loads(payload_text)
         if not isinstance(payload, dict):
             raise BadCommand("the payload must be a JSON object")
+        worker_decode = WORKER_KINDS.get(kind)
+        if worker_decode is not None:
+            return worker_decode(payload)
         return decode(kind, payload)
     except BadCommand as exc:
         return rejected(RejectCode.INVALID_INPUT, str(exc), exc.field)
@@ -149,7 +176,7 @@ def _after(entry_id: str) -> str:
     return f"{millis}-{int(sequence) + 1}"
 
 
-def _user_of(command: Command) -> int | None:
+def _user_of(command: Decoded) -> int | None:
     user_id = getattr(command, "user_id", None)
     return user_id if isinstance(user_id, int) else None
 
@@ -201,7 +228,8 @@ class MatchingWorker:
         """The matcher's connection: reads (committed command ids, users)."""
         self.writer: asyncpg.Connection | None = None
         """The committer's connection: one statement per batch."""
-        self.known_users: set[int] = set()
+        self.kyc = KycBook()
+        """Which users exist and which may trade (the worker writes their KYC status)."""
         self.in_flight: dict[str, dict[str, Any]] = {}
         """Replies of commands matched but not yet committed, by command id."""
         self.batches: asyncio.Queue[Matched] = asyncio.Queue(maxsize=1)
@@ -236,6 +264,7 @@ class MatchingWorker:
         self.engine = await restore_engine(
             self.conn, max_open_orders_per_user=self.settings.max_open_orders_per_user
         )
+        self.kyc = await load_kyc(self.conn)
         log.info("engine restored in %.3fs", time.perf_counter() - started)
         # The restored books are long-lived: keep them out of every collection, and collect
         # the young generation less often (a batch allocates thousands of short-lived
@@ -507,7 +536,7 @@ class MatchingWorker:
                 outcomes[kind, "replayed"] += 1
             else:
                 assert command is not None
-                result, user_id, command_events = self._execute(command)
+                result, user_id, command_events = self._execute(command, batch)
                 batch.add(command_id, command_events)
                 batch.record(command_id, kind, user_id, result)
                 events.extend(command_events)
@@ -595,29 +624,42 @@ class MatchingWorker:
         )
 
     def _execute(
-        self, command: Command | dict[str, Any]
+        self, command: Decoded | dict[str, Any], batch: Batch
     ) -> tuple[dict[str, Any], int | None, list[Event]]:
         """Run one decoded command; a payload that could not be decoded is its own reply."""
         assert self.engine is not None
         if isinstance(command, dict):
             return command, None, []
         user_id = _user_of(command)
-        if user_id is not None and user_id not in self.known_users:
-            refusal = CommandRejected(RejectCode.NOT_FOUND, f"no user {user_id}", "user_id")
-            return reply_for(command, [refusal]), None, []
+        if user_id is not None and user_id not in self.kyc.known:
+            return rejected(RejectCode.NOT_FOUND, f"no user {user_id}", "user_id"), None, []
+        match command:
+            case PlaceOrder() | AmendOrder() if not self.kyc.may_trade(command.user_id):
+                # The worker holds every user's KYC status (it writes it): an approval or a
+                # rejection counts from the next command on, whichever API process sent it.
+                return rejected(KYC_REQUIRED, KYC_MESSAGE), user_id, []
+            case PlaceBatch():
+                result, events = place_batch(self.engine, self.kyc, command)
+                return result, user_id, events
+            case CancelBatch():
+                result, events = cancel_batch(self.engine, command)
+                return result, user_id, events
+            case SetKyc():
+                self.kyc.record(command.user_id, command.status)
+                batch.kyc_statuses[command.user_id] = command.status
+                return {"ok": True, "error": None, "status": command.status}, user_id, []
         events = self.engine.process(command)
         return reply_for(command, events), user_id, events
 
-    async def _learn_users(self, commands: list[Command | dict[str, Any] | None]) -> None:
-        """Remember which user ids exist (users are created by the API, never deleted)."""
+    async def _learn_users(self, commands: list[Decoded | dict[str, Any] | None]) -> None:
+        """Read the users seen for the first time (created since the start)."""
         wanted: set[int] = set()
         for command in commands:
             user_id = None if command is None or isinstance(command, dict) else _user_of(command)
-            if user_id is not None and user_id not in self.known_users:
+            if user_id is not None and user_id not in self.kyc.known:
                 wanted.add(user_id)
         if wanted and self.conn is not None:
-            rows = await self.conn.fetch("SELECT id FROM users WHERE id = ANY($1)", list(wanted))
-            self.known_users.update(row["id"] for row in rows)
+            await self.kyc.learn(self.conn, wanted)
 
 
 async def _bounded(step: Awaitable[Any], seconds: float = 2.0) -> bool:
