@@ -32,6 +32,16 @@ from typing import Annotated, Any, Final, Literal, TypeAlias
 import msgspec
 from msgspec import Meta, Struct
 
+from engine.enums import (
+    CancelReason,
+    MarketStatus,
+    OrderStatus,
+    OrderType,
+    RiskEventType,
+    RiskSeverity,
+    Side,
+    TimeInForce,
+)
 from engine.units import show
 
 MAX_BATCH_ENTRIES: Final = 100
@@ -46,18 +56,13 @@ MAX_REASON_LENGTH: Final = 500
 """A halt reason (``markets.halt_reason`` is TEXT): long enough for an operator's sentence."""
 MAX_TIER: Final = 2**31 - 1
 
-# Field types. Ids are PostgreSQL BIGINTs; amounts are decimal strings.
+# Field types. Ids are PostgreSQL BIGINTs; amounts are decimal strings; sides, types,
+# statuses... are the engine's string enums (on the wire: their values, "BUY").
 Id: TypeAlias = Annotated[int, Meta(ge=1, le=MAX_BIGINT)]
 Amount: TypeAlias = Annotated[str, Meta(max_length=MAX_AMOUNT_TEXT)]
 Symbol: TypeAlias = Annotated[str, Meta(max_length=MAX_SYMBOL_LENGTH)]
 Asset: TypeAlias = Annotated[str, Meta(max_length=MAX_ASSET_LENGTH)]
 ClientOrderId: TypeAlias = Annotated[str, Meta(max_length=MAX_CLIENT_ORDER_ID_LENGTH)]
-Side: TypeAlias = Literal["BUY", "SELL"]
-OrderType: TypeAlias = Literal["LIMIT", "MARKET"]
-TimeInForce: TypeAlias = Literal["GTC", "IOC", "FOK"]
-OrderStatus: TypeAlias = Literal["PENDING", "PARTIAL", "FILLED", "CANCELLED"]
-CancelReason: TypeAlias = Literal["USER", "IOC", "FOK", "MARKET", "SELF_TRADE", "HALT"]
-MarketStatus: TypeAlias = Literal["TRADING", "HALTED"]
 KycStatus: TypeAlias = Literal["approved", "rejected", "pending"]
 
 
@@ -86,7 +91,7 @@ class OrderEntry(Struct, kw_only=True):
     type: OrderType
     quantity: Amount
     price: Amount | None = None
-    time_in_force: TimeInForce = "GTC"
+    time_in_force: TimeInForce = TimeInForce.GTC
     post_only: bool = False
     client_order_id: ClientOrderId | None = None
 
@@ -303,7 +308,7 @@ class Trade(Struct, kw_only=True):
 
     def fee_asset(self, side: Side) -> str:
         base, _, quote = self.symbol.partition("-")
-        return base if side == "BUY" else quote
+        return base if side is Side.BUY else quote
 
 
 class BalanceRow(Struct, kw_only=True):
@@ -457,8 +462,8 @@ class RiskAlert(Struct, kw_only=True):
 
     id: int | None
     user_id: int
-    event_type: str
-    severity: str
+    event_type: RiskEventType
+    severity: RiskSeverity
     description: str
     order_id: int | None = None
     symbol: str | None = None
