@@ -21,12 +21,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-import orjson
+import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import wire
 from app.markets import repository
 from app.markets.models import Market
 
@@ -123,15 +124,17 @@ class MarketCache:
             self._markets[market.symbol] = market
 
     def apply(self, data: str | bytes) -> None:
-        """One status message: ``{"symbol", "status", "halt_reason"}``."""
-        message = orjson.loads(data)
-        market = self._markets.get(message["symbol"])
+        """One :class:`~app.wire.MarketStatusChanged` message."""
+        message = wire.decode_book_message(data)
+        if not isinstance(message, wire.MarketStatusChanged):
+            return
+        market = self._markets.get(message.symbol)
         if market is None:  # a market created after the load: the next reload has it
-            log.warning("status of unknown market %r; reloading", message["symbol"])
+            log.warning("status of unknown market %r; reloading", message.symbol)
             self._live.clear()
             return
         self._markets[market.symbol] = replace(
-            market, status=message["status"], halt_reason=message.get("halt_reason")
+            market, status=message.status.value, halt_reason=message.reason
         )
 
     async def _follow(self) -> None:
@@ -154,7 +157,7 @@ class MarketCache:
                     if message is not None and message["type"] == "message":
                         try:
                             self.apply(message["data"])
-                        except (ValueError, KeyError, TypeError):
+                        except (msgspec.DecodeError, ValueError):
                             log.exception("unreadable market status %r", message["data"])
                             self._live.clear()
             except REDIS_DOWN as exc:

@@ -28,11 +28,10 @@ from app.markets.cache import MarketInfo
 from app.markets.service import MarketService
 from app.orders import errors, repository
 from app.orders.models import Order, Trade
+from app.wire import MAX_BATCH_ENTRIES
 from engine import CLIENT_ORDER_ID
 
 OPEN_STATUSES = ("PENDING", "PARTIAL")
-MAX_BATCH_ENTRIES = 100
-"""The most orders (or cancels) one batch may carry."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,7 +206,7 @@ class TradingService:
                 outcomes.append(None)
                 orders.append(order)
         if orders:
-            sent = await self._batch("place_batch", {"user_id": user_id, "orders": orders})
+            sent = await self._batch("place_batch", {"user_id": user_id, "entries": orders})
             answers = iter(
                 sent if isinstance(sent, list) else [Outcome(problems=[sent])] * len(orders)
             )
@@ -228,7 +227,8 @@ class TradingService:
         wanted = [order_id for order_id in order_ids if order_id is not None]
         sent: list[Outcome] | Problem = []
         if wanted:
-            sent = await self._batch("cancel_batch", {"user_id": user_id, "order_ids": wanted})
+            entries = [{"order_id": order_id} for order_id in wanted]
+            sent = await self._batch("cancel_batch", {"user_id": user_id, "entries": entries})
         answers = iter(sent if isinstance(sent, list) else [Outcome(problems=[sent])] * len(wanted))
         missing = Outcome(problems=[Problem(errors.NOT_FOUND, "no such open order", "id")])
         outcomes = []
@@ -244,7 +244,7 @@ class TradingService:
         reply = await dispatch(self._bus, kind, payload, timeout=self._timeout)
         if isinstance(reply, Problem):
             return reply
-        results = reply["results"]
+        results = reply["entries"]
         done = [result for result in results if result["ok"]]
         order_ids = [result["order_id"] for result in done if result["order_id"]]
         fill_ids = [fill["id"] for result in done for fill in result["fills"]]

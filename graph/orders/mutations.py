@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import strawberry
 
-from app.orders.service import MAX_BATCH_ENTRIES, AmendOrderRequest, Outcome, PlaceOrderRequest
+from app.orders.service import AmendOrderRequest, Outcome, PlaceOrderRequest
+from app.wire import MAX_BATCH_ENTRIES
 from graph.context import Context
 from graph.errors import ErrorCode, UserError, user_errors
 from graph.ids import parse_id

@@ -12,11 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from app.wire import MAX_BATCH_ENTRIES
 from engine import CancelOrder, Engine, Event, PlaceOrder, RejectCode
 from workers.matching.codec import BadCommand, decode, rejected, reply_for
 from workers.matching.kyc import KYC_MESSAGE, KYC_REQUIRED, KycBook, user_id_of
-
-MAX_BATCH_ENTRIES = 100
 
 Reply = dict[str, Any]
 
@@ -34,10 +33,10 @@ class CancelBatch:
     cancels: list[CancelOrder | Reply]
 
 
-def _entries(payload: dict[str, Any], name: str) -> list[Any]:
-    entries = payload.get(name)
-    if type(entries) is not list or not 0 < len(entries) <= MAX_BATCH_ENTRIES:
-        raise BadCommand(f"{name} is a list of 1 to {MAX_BATCH_ENTRIES} entries", name)
+def _entries(payload: dict[str, Any]) -> list[Any]:
+    entries = payload.get("entries")
+    if type(entries) is not list or len(entries) > MAX_BATCH_ENTRIES:
+        raise BadCommand(f"entries is a list of at most {MAX_BATCH_ENTRIES}", "entries")
     return entries
 
 
@@ -52,21 +51,18 @@ def _entry(kind: str, user_id: int, entry: object) -> Any:
 
 def decode_place_batch(payload: dict[str, Any]) -> PlaceBatch:
     user_id = user_id_of(payload)
-    orders = [_entry("place", user_id, entry) for entry in _entries(payload, "orders")]
+    orders = [_entry("place", user_id, entry) for entry in _entries(payload)]
     return PlaceBatch(user_id, orders)
 
 
 def decode_cancel_batch(payload: dict[str, Any]) -> CancelBatch:
     user_id = user_id_of(payload)
-    cancels = [
-        _entry("cancel", user_id, {"order_id": order_id})
-        for order_id in _entries(payload, "order_ids")
-    ]
+    cancels = [_entry("cancel", user_id, entry) for entry in _entries(payload)]
     return CancelBatch(user_id, cancels)
 
 
 def place_batch(engine: Engine, kyc: KycBook, batch: PlaceBatch) -> tuple[Reply, list[Event]]:
-    """Each order as if placed alone, in order; the reply holds one result per order."""
+    """Each order as if placed alone, in order; the reply holds one entry per order."""
     results: list[Reply] = []
     events: list[Event] = []
     may_trade = kyc.may_trade(batch.user_id)
@@ -79,11 +75,11 @@ def place_batch(engine: Engine, kyc: KycBook, batch: PlaceBatch) -> tuple[Reply,
             order_events = engine.process(order)
             results.append(reply_for(order, order_events))
             events.extend(order_events)
-    return {"ok": True, "error": None, "results": results}, events
+    return {"ok": True, "error": None, "entries": results}, events
 
 
 def cancel_batch(engine: Engine, batch: CancelBatch) -> tuple[Reply, list[Event]]:
-    """Each cancel as if sent alone, in order; the reply holds one result per cancel."""
+    """Each cancel as if sent alone, in order; the reply holds one entry per cancel."""
     results: list[Reply] = []
     events: list[Event] = []
     for cancel in batch.cancels:
@@ -93,4 +89,4 @@ def cancel_batch(engine: Engine, batch: CancelBatch) -> tuple[Reply, list[Event]
         cancel_events = engine.process(cancel)
         results.append(reply_for(cancel, cancel_events))
         events.extend(cancel_events)
-    return {"ok": True, "error": None, "results": results}, events
+    return {"ok": True, "error": None, "entries": results}, events

@@ -18,6 +18,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from app import wire
 from app.kit.redis import Keys
 from engine import (
     BalanceChanged,
@@ -26,6 +27,7 @@ from engine import (
     Event,
     MarketHalted,
     MarketResumed,
+    MarketStatus,
     OrderAccepted,
     OrderAmended,
     OrderCancelled,
@@ -198,16 +200,17 @@ def publish_events(
                     keys.book_channel(event.symbol),
                     _dumps({"type": "status", "symbol": event.symbol, "status": status}),
                 )
+                # Every API process's market cache follows this one channel.
                 pipe.publish(
                     keys.markets_channel(),
-                    _dumps(
-                        {
-                            "symbol": event.symbol,
-                            "status": status,
-                            "halt_reason": (event.reason or None)
+                    wire.encode(
+                        wire.MarketStatusChanged(
+                            symbol=event.symbol,
+                            status=MarketStatus(status),
+                            reason=(event.reason or None)
                             if isinstance(event, MarketHalted)
                             else None,
-                        }
+                        )
                     ),
                 )
             case _:
