@@ -88,6 +88,7 @@ class MarketCache:
         self._markets: dict[str, MarketInfo] = {}
         self._live = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._update = asyncio.Event()
         self.loads = 0
         """How many times the markets were (re)loaded from PostgreSQL."""
 
@@ -101,6 +102,15 @@ class MarketCache:
 
     def all(self) -> Sequence[MarketInfo]:
         return [self._markets[symbol] for symbol in sorted(self._markets)]
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Return once ``condition()`` holds, checked after every change to the cache."""
+        while not condition():
+            await self._update.wait()
+
+    def _changed(self) -> None:
+        self._update.set()
+        self._update = asyncio.Event()
 
     async def start(self, timeout: float = 10.0) -> None:  # noqa: ASYNC109
         """Subscribe and load; returns once live (or after ``timeout``: until then, and
@@ -122,6 +132,7 @@ class MarketCache:
         """``market`` as just committed (the process that sent the change knows first)."""
         if market.symbol in self._markets:
             self._markets[market.symbol] = market
+            self._changed()
 
     def apply(self, data: str | bytes) -> None:
         """One :class:`~app.wire.MarketStatusChanged` message."""
@@ -136,6 +147,7 @@ class MarketCache:
         self._markets[market.symbol] = replace(
             market, status=message.status.value, halt_reason=message.reason
         )
+        self._changed()
 
     async def _follow(self) -> None:
         backoff = 0.05
@@ -177,3 +189,4 @@ class MarketCache:
         self._markets = await load_markets(self._sessions)
         self.loads += 1
         self._live.set()
+        self._changed()
