@@ -13,6 +13,7 @@ from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import wire
 from app.accounts import repository
 from app.accounts.errors import AccountErrorCode
 from app.accounts.models import User
@@ -239,10 +240,7 @@ class AccountService:
             )
         # The matching worker charges fees, so it must learn the tier: it writes the row too.
         reply = await dispatch(
-            self._bus,
-            "set_fee_tier",
-            {"user_id": user_id, "tier": tier},
-            timeout=self._command_timeout,
+            self._bus, wire.SetFeeTier(user_id=user_id, tier=tier), timeout=self._command_timeout
         )
         if isinstance(reply, Problem):
             code = AccountErrorCode(reply.code) if reply.code == "TIMEOUT" else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -10,6 +9,7 @@ from decimal import Decimal
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import wire
 from app.kit.bus import CommandBus
 from app.kit.commands import dispatch
 from app.kit.errors import Problem
@@ -39,8 +39,8 @@ class BookSnapshot:
 def _levels(members: list[str]) -> list[Level]:
     levels = []
     for member in members:
-        data = json.loads(member)
-        levels.append(Level(Decimal(data["price"]), Decimal(data["quantity"]), data["orders"]))
+        level = wire.decode_book_level(member)
+        levels.append(Level(Decimal(level.price), Decimal(level.quantity), level.orders))
     return levels
 
 
@@ -64,15 +64,12 @@ class MarketService:
         """Halt or resume a market through the worker (which owns the book)."""
         if await self.get(symbol) is None:
             return [Problem(errors.INVALID_INPUT, f"no market {symbol!r}", "symbol")]
-        kind, payload = (
-            ("halt", {"symbol": symbol.upper(), "reason": reason})
+        command: wire.Halt | wire.Resume = (
+            wire.Halt(symbol=symbol.upper(), reason=reason)
             if halted
-            else (
-                "resume",
-                {"symbol": symbol.upper()},
-            )
+            else wire.Resume(symbol=symbol.upper())
         )
-        reply = await dispatch(self._bus, kind, payload, timeout=self._timeout)
+        reply = await dispatch(self._bus, command, timeout=self._timeout)
         return [reply] if isinstance(reply, Problem) else []
 
     async def order_book(self, symbol: str, depth: int) -> BookSnapshot:
