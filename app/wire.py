@@ -32,16 +32,7 @@ from typing import Annotated, Any, Final, Literal, TypeAlias
 import msgspec
 from msgspec import Meta, Struct
 
-from engine.enums import (
-    CancelReason,
-    MarketStatus,
-    OrderStatus,
-    OrderType,
-    RiskEventType,
-    RiskSeverity,
-    Side,
-    TimeInForce,
-)
+from engine import enums
 from engine.units import show
 
 MAX_BATCH_ENTRIES: Final = 100
@@ -55,6 +46,16 @@ MAX_CLIENT_ORDER_ID_LENGTH: Final = 64
 MAX_REASON_LENGTH: Final = 500
 """A halt reason (``markets.halt_reason`` is TEXT): long enough for an operator's sentence."""
 MAX_TIER: Final = 2**31 - 1
+
+# The engine's string enums are the wire's (in JSON, their values: "BUY").
+Side = enums.Side
+OrderType = enums.OrderType
+TimeInForce = enums.TimeInForce
+OrderStatus = enums.OrderStatus
+CancelReason = enums.CancelReason
+MarketStatus = enums.MarketStatus
+RiskEventType = enums.RiskEventType
+RiskSeverity = enums.RiskSeverity
 
 # Field types. Ids are PostgreSQL BIGINTs; amounts are decimal strings; sides, types,
 # statuses... are the engine's string enums (on the wire: their values, "BUY").
@@ -374,8 +375,8 @@ _raw_replies = msgspec.json.Decoder(_RawReplyBatch)
 _reply = msgspec.json.Decoder(Reply)
 
 
-def encode(message: Struct) -> bytes:
-    """Any wire struct as JSON."""
+def encode(message: object) -> bytes:
+    """Any wire struct (or a list of them, or a ``msgspec.Raw``) as JSON."""
     return _encoder.encode(message)
 
 
@@ -392,11 +393,14 @@ def decode_reply(data: str | bytes | msgspec.Raw) -> Reply:
 # Events, published after each commit.
 
 
+OrderChange: TypeAlias = Literal["accepted", "updated", "amended", "cancelled"]
+
+
 class OrderEvent(Struct, kw_only=True, tag_field="type", tag="order"):
     """An order changed (``accepted``, ``updated`` by a fill, ``amended``, ``cancelled``);
     ``order`` is its row as now stored."""
 
-    event: Literal["accepted", "updated", "amended", "cancelled"]
+    event: OrderChange
     order: StoredOrder
 
 

@@ -12,6 +12,7 @@ from functools import cache
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import wire
 from app.accounts import repository
 from app.accounts.errors import AccountErrorCode
 from app.accounts.models import User
@@ -227,9 +228,8 @@ class AccountService:
         user's very next order through any API process. A rejected user's resting orders
         stay on the book; cancelling them is always allowed."""
         assert status in KYC_STATUSES
-        return await self._through_worker(
-            user_id, "set_kyc", {"user_id": user_id, "status": status}, field="userId"
-        )
+        command = wire.SetKyc(user_id=user_id, status=status)  # type: ignore[arg-type]
+        return await self._through_worker(user_id, command, field="userId")
 
     async def set_fee_tier(self, user_id: int, tier: int) -> User:
         """Pin the user's fee tier (the 30-day volume no longer decides it)."""
@@ -239,19 +239,17 @@ class AccountService:
             )
         # The matching worker charges fees, so it must learn the tier: it writes the row too.
         return await self._through_worker(
-            user_id, "set_fee_tier", {"user_id": user_id, "tier": tier}, field="tier"
+            user_id, wire.SetFeeTier(user_id=user_id, tier=tier), field="tier"
         )
 
-    async def _through_worker(
-        self, user_id: int, kind: str, payload: dict[str, object], *, field: str
-    ) -> User:
+    async def _through_worker(self, user_id: int, command: wire.Command, *, field: str) -> User:
         """A change to a user that the matching worker makes (and writes); the user after it."""
         user = await self.get(user_id)
         if user is None or user.role == "system":
             raise AccountError(
                 _problem(AccountErrorCode.NOT_FOUND, f"no user with id {user_id}", "userId")
             )
-        reply = await dispatch(self._bus, kind, payload, timeout=self._command_timeout)
+        reply = await dispatch(self._bus, command, timeout=self._command_timeout)
         if isinstance(reply, Problem):
             code = AccountErrorCode(reply.code) if reply.code == "TIMEOUT" else None
             raise AccountError(
@@ -324,8 +322,8 @@ async def create_admin(
         user.role = "admin"
         user.kyc_status = "approved"
     if bus is not None:
-        payload = {"user_id": user.id, "status": "approved"}
-        reply = await dispatch(bus, "set_kyc", payload, timeout=timeout)
+        command = wire.SetKyc(user_id=user.id, status="approved")
+        reply = await dispatch(bus, command, timeout=timeout)
         if isinstance(reply, Problem):
             code = AccountErrorCode(reply.code) if reply.code == "TIMEOUT" else None
             raise AccountError(_problem(code or AccountErrorCode.INVALID_INPUT, reply.message))

@@ -7,7 +7,6 @@ subscription down) are they read from PostgreSQL.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal
@@ -15,6 +14,7 @@ from decimal import Decimal
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import wire
 from app.kit.bus import CommandBus
 from app.kit.commands import dispatch
 from app.kit.errors import Problem
@@ -44,8 +44,8 @@ class BookSnapshot:
 def _levels(members: list[str]) -> list[Level]:
     levels = []
     for member in members:
-        data = json.loads(member)
-        levels.append(Level(Decimal(data["price"]), Decimal(data["quantity"]), data["orders"]))
+        level = wire.decode_book_level(member)
+        levels.append(Level(Decimal(level.price), Decimal(level.quantity), level.orders))
     return levels
 
 
@@ -75,15 +75,12 @@ class MarketService:
         market = await self.get(symbol)
         if market is None:
             return [Problem(errors.INVALID_INPUT, f"no market {symbol!r}", "symbol")]
-        kind, payload = (
-            ("halt", {"symbol": market.symbol, "reason": reason})
+        command: wire.Halt | wire.Resume = (
+            wire.Halt(symbol=market.symbol, reason=reason)
             if halted
-            else (
-                "resume",
-                {"symbol": market.symbol},
-            )
+            else wire.Resume(symbol=market.symbol)
         )
-        reply = await dispatch(self._bus, kind, payload, timeout=self._timeout)
+        reply = await dispatch(self._bus, command, timeout=self._timeout)
         if isinstance(reply, Problem):
             return [reply]
         # Committed: this process knows it now, before the worker's message reaches it.

@@ -25,7 +25,7 @@ Info = strawberry.Info[Context, None]
 
 
 def _order(outcome: Outcome) -> Order | None:
-    return Order.from_row(outcome.order) if outcome.order is not None else None
+    return Order.from_wire(outcome.order) if outcome.order is not None else None
 
 
 def _not_found(field: str) -> list[UserError]:
@@ -48,7 +48,7 @@ def _request(input: PlaceOrderInput) -> PlaceOrderRequest:
 def _placed(outcome: Outcome, user_id: int) -> PlaceOrderPayload:
     return PlaceOrderPayload(
         order=_order(outcome),
-        fills=[Fill.from_row(fill, user_id) for fill in outcome.fills],
+        fills=[Fill.from_wire(fill, user_id) for fill in outcome.fills],
         errors=user_errors(outcome.problems),
     )
 

@@ -13,38 +13,11 @@ only new orders (single or in a batch) are refused, with ``KYC_REQUIRED``.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import asyncpg
 
-from workers.matching.codec import MAX_BIGINT, BadCommand
-
 KYC_REQUIRED = "KYC_REQUIRED"
 KYC_MESSAGE = "trading needs approved KYC (identity check)"
-KYC_STATUSES = frozenset({"pending", "approved", "rejected"})
-
-
-@dataclass(frozen=True, slots=True)
-class SetKyc:
-    """An admin's decision: ``status`` is pending, approved or rejected."""
-
-    user_id: int
-    status: str
-
-
-def user_id_of(payload: dict[str, Any]) -> int:
-    user_id = payload.get("user_id")
-    if type(user_id) is not int or not 1 <= user_id <= MAX_BIGINT:
-        raise BadCommand(f"user_id must be an integer from 1 to {MAX_BIGINT}", "user_id")
-    return user_id
-
-
-def decode_set_kyc(payload: dict[str, Any]) -> SetKyc:
-    user_id = user_id_of(payload)
-    status = payload.get("status")
-    if type(status) is not str or status not in KYC_STATUSES:
-        raise BadCommand(f"status must be one of {', '.join(sorted(KYC_STATUSES))}", "status")
-    return SetKyc(user_id, status)
 
 
 @dataclass
