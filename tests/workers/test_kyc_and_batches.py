@@ -81,17 +81,15 @@ async def test_a_batch_runs_each_entry_in_order_in_one_command(
                 {**entry, "price": "100"},  # only 5 left: refused
                 {**entry, "price": "50"},  # 5 USDT: fits
                 {**entry, "price": "ten"},  # not a decimal: refused alone
-                "not an entry",
             ],
         },
     )
     assert reply["ok"], reply
     entries = reply["entries"]
-    assert [e["ok"] for e in entries] == [True, False, True, False, False]
-    assert [e["error"]["code"] for e in entries if not e["ok"]] == [
-        "INSUFFICIENT_BALANCE",
-        "INVALID_INPUT",
-        "INVALID_INPUT",
+    assert [e["ok"] for e in entries] == [True, False, True, False]
+    assert [(e["error"]["code"], e["error"]["field"]) for e in entries if not e["ok"]] == [
+        ("INSUFFICIENT_BALANCE", None),
+        ("INVALID_INPUT", "price"),
     ]
     placed = [e["order_id"] for e in entries if e["ok"]]
     rows = await db.fetch("SELECT id FROM orders WHERE user_id = $1 ORDER BY id", user)
@@ -104,5 +102,10 @@ async def test_a_batch_runs_each_entry_in_order_in_one_command(
     assert [e["ok"] for e in cancels["entries"]] == [True, False]
     assert cancels["entries"][1]["error"]["code"] == "ORDER_NOT_OPEN"
 
+    # A command whose shape is wrong is refused as a whole, naming the field; nothing runs.
     too_many = await bus.submit("place_batch", {"user_id": user, "entries": [entry] * 101})
     assert (too_many["ok"], too_many["error"]["field"]) == (False, "entries")
+    not_an_entry = await bus.submit("place_batch", {"user_id": user, "entries": [entry, "x"]})
+    assert (not_an_entry["ok"], not_an_entry["error"]["field"]) == (False, "entries[1]")
+    rows = await db.fetch("SELECT id FROM orders WHERE user_id = $1 ORDER BY id", user)
+    assert [r["id"] for r in rows] == placed
