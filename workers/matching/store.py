@@ -47,9 +47,9 @@ from engine import (
     TimeInForce,
     TradeExecuted,
 )
-from engine.units import show
 
 Row = dict[str, Any]
+amount = wire.amount_text
 
 AMOUNT_COLUMNS = ("quantity", "price", "filled_quantity")
 """Order columns the batch keeps in integer units until it writes them."""
@@ -57,7 +57,7 @@ AMOUNT_COLUMNS = ("quantity", "price", "filled_quantity")
 
 def money(units: int | None) -> str | None:
     """Units as an exact decimal string (PostgreSQL reads it as NUMERIC)."""
-    return None if units is None else show(units)
+    return None if units is None else wire.amount_text(units)
 
 
 def _with_money(row: Row) -> Row:
@@ -95,9 +95,9 @@ def trade_row(event: TradeExecuted, executed_at: datetime) -> wire.Trade:
     return wire.Trade(
         id=event.trade_id,
         symbol=event.symbol,
-        price=show(event.price),
-        quantity=show(event.quantity),
-        quote_quantity=show(event.quote_quantity),
+        price=amount(event.price),
+        quantity=amount(event.quantity),
+        quote_quantity=amount(event.quote_quantity),
         taker_side=event.taker_side,
         maker_order_id=event.maker_order_id,
         taker_order_id=event.taker_order_id,
@@ -105,8 +105,8 @@ def trade_row(event: TradeExecuted, executed_at: datetime) -> wire.Trade:
         seller_user_id=event.seller_user_id,
         buyer_order_id=event.buyer_order_id,
         seller_order_id=event.seller_order_id,
-        buyer_fee=show(event.buyer_fee),
-        seller_fee=show(event.seller_fee),
+        buyer_fee=amount(event.buyer_fee),
+        seller_fee=amount(event.seller_fee),
         executed_at=executed_at,
     )
 
@@ -225,7 +225,7 @@ class Batch:
                             "cancelled",
                             replace(
                                 old,
-                                filled_quantity=show(event.filled_quantity),
+                                filled_quantity=amount(event.filled_quantity),
                                 status=OrderStatus.CANCELLED,
                                 cancel_reason=event.reason,
                                 updated_at=self.executed_at,
@@ -240,7 +240,7 @@ class Batch:
                     if old is not None:
                         order = replace(
                             old,
-                            filled_quantity=show(event.filled_quantity),
+                            filled_quantity=amount(event.filled_quantity),
                             status=event.status,
                             updated_at=self.executed_at,
                         )
@@ -267,8 +267,8 @@ class Batch:
                     if old is not None:
                         order = replace(
                             old,
-                            quantity=show(event.quantity),
-                            price=show(event.price),
+                            quantity=amount(event.quantity),
+                            price=amount(event.price),
                             updated_at=self.executed_at,
                         )
                         self.open_orders[event.order_id] = order
@@ -291,8 +291,8 @@ class Batch:
             type=event.type,
             time_in_force=event.time_in_force,
             post_only=event.post_only,
-            quantity=show(event.quantity),
-            price=None if event.price is None else show(event.price),
+            quantity=amount(event.quantity),
+            price=None if event.price is None else amount(event.price),
             filled_quantity="0",
             status=OrderStatus.PENDING,
             client_order_id=event.client_order_id,
