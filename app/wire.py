@@ -67,9 +67,9 @@ ClientOrderId: TypeAlias = Annotated[str, Meta(max_length=MAX_CLIENT_ORDER_ID_LE
 KycStatus: TypeAlias = Literal["approved", "rejected", "pending"]
 
 
-def amount_text(units: int) -> str:
-    """Integer units (1e-8) as the wire's decimal string: ``5``, ``0.0001``, ``-2.5``."""
-    return show(units)
+amount_text = show
+"""Integer units (1e-8) as the wire's decimal string: ``5``, ``0.0001``, ``-2.5`` (the
+engine's own, cached, formatter: one spelling everywhere)."""
 
 
 def decimal_text(value: Decimal) -> str:

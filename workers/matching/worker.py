@@ -248,10 +248,13 @@ class MatchingWorker:
             enable_hashjoin="off", enable_mergejoin="off", enable_seqscan="off"
         )
         started = time.perf_counter()
+        # The rows of the open orders (what replies and events show of them) are read on
+        # the other connection while the engine is restored: nothing writes orders yet.
+        open_orders = asyncio.ensure_future(load_open_orders(self.writer))
         self.engine = await restore_engine(
             self.conn, max_open_orders_per_user=self.settings.max_open_orders_per_user
         )
-        self.open_orders = await load_open_orders(self.conn)
+        self.open_orders = await open_orders
         self.kyc = await load_kyc(self.conn)
         log.info("engine restored in %.3fs", time.perf_counter() - started)
         # The restored books are long-lived: keep them out of every collection, and collect
