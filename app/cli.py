@@ -237,23 +237,43 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_create_admin(args: argparse.Namespace) -> int:
+    from redis.asyncio import Redis
+
     from app.accounts.service import AccountError, create_admin
+    from app.kit.bus import CommandBus
     from app.kit.db import create_engine, create_sessionmaker
+    from app.kit.redis import Keys, create_redis
 
     try:
-        settings, embedded = locate_platform(get_settings(), database=True)
+        try:  # with the platform's Redis when there is one: a running worker is told too
+            settings, embedded = locate_platform(get_settings(), database=True, redis=True)
+        except PlatformNotFound:
+            settings, embedded = locate_platform(get_settings(), database=True)
     except PlatformNotFound as exc:
         return _fail(str(exc))
+
+    async def worker_bus(redis: Redis | None) -> CommandBus | None:
+        """The bus, if a matching worker is running (its heartbeat is live)."""
+        keys = Keys(settings.redis_prefix)
+        try:
+            if redis is not None and await redis.exists(keys.worker_heartbeat()):
+                return CommandBus(redis, keys)
+        except (OSError, RedisError):
+            pass
+        return None
 
     async def go() -> int:
         assert settings.database_url
         engine = create_engine(settings.database_url, pool_size=1)
+        redis = create_redis(settings.redis_url) if settings.redis_url else None
+        bus = await worker_bus(redis)
         try:
             user = await create_admin(
                 create_sessionmaker(engine),
                 email=args.email,
                 password=args.password,
                 username=args.username,
+                bus=bus,
             )
         except AccountError as exc:
             print(f"error: {exc}", file=sys.stderr)
@@ -264,6 +284,10 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
             raise
         finally:
             await engine.dispose()
+            if bus is not None:
+                await bus.close()
+            if redis is not None:
+                await redis.aclose()
         name = f" ({user.username})" if user.username else ""
         print(f"admin {user.email}{name} (id {user.id}) ready")
         return 0

@@ -17,6 +17,7 @@ from app.kit.db import create_engine, create_sessionmaker
 from app.kit.pubsub import BoundedBroadcast, ResilientRedisBackend
 from app.kit.ratelimit import RateLimiter
 from app.kit.redis import Keys, create_redis
+from app.markets.cache import MarketCache
 from app.markets.service import MarketService
 from app.orders.service import TradingService
 from app.risk.service import RiskService
@@ -47,8 +48,15 @@ class Services:
         redis = create_redis(settings.redis_url)
         keys = Keys(settings.redis_prefix)
         bus = CommandBus(redis, keys)  # starts listening for replies on its first command
-        markets = MarketService(sessions, redis, keys, bus, timeout=settings.command_timeout)
         redis_url = settings.redis_url
+        cache = MarketCache(
+            sessions,
+            lambda: Redis.from_url(redis_url, client_name=keys.market_cache_client_name()),
+            keys.markets_channel(),
+        )
+        markets = MarketService(
+            sessions, redis, keys, bus, timeout=settings.command_timeout, cache=cache
+        )
         return cls(
             settings=settings,
             db=db,
@@ -85,8 +93,12 @@ class Services:
 
     async def start(self) -> None:
         await self.broadcast.connect()
+        if self.markets.cache is not None:
+            await self.markets.cache.start()
 
     async def close(self) -> None:
+        if self.markets.cache is not None:
+            await self.markets.cache.close()
         await self.broadcast.disconnect()
         await self.bus.close()
         await self.redis.aclose()

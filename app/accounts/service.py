@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache
 
-from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import wire
 from app.accounts import repository
 from app.accounts.errors import AccountErrorCode
 from app.accounts.models import User
@@ -223,8 +223,13 @@ class AccountService:
     # -- admin -----------------------------------------------------------------------------
 
     async def set_kyc_status(self, user_id: int, status: str) -> User:
+        """Approve or reject a user's KYC. The matching worker enforces it, so the change
+        is its command: committed (it writes the row) before this returns, it holds for the
+        user's very next order through any API process. A rejected user's resting orders
+        stay on the book; cancelling them is always allowed."""
         assert status in KYC_STATUSES
-        return await self._update_user(user_id, kyc_status=status)
+        command = wire.SetKyc(user_id=user_id, status=status)  # type: ignore[arg-type]
+        return await self._through_worker(user_id, command, field="userId")
 
     async def set_fee_tier(self, user_id: int, tier: int) -> User:
         """Pin the user's fee tier (the 30-day volume no longer decides it)."""
@@ -232,41 +237,27 @@ class AccountService:
             raise AccountError(
                 _problem(AccountErrorCode.INVALID_INPUT, "fee tier must be 1 to 5", "tier")
             )
+        # The matching worker charges fees, so it must learn the tier: it writes the row too.
+        return await self._through_worker(
+            user_id, wire.SetFeeTier(user_id=user_id, tier=tier), field="tier"
+        )
+
+    async def _through_worker(self, user_id: int, command: wire.Command, *, field: str) -> User:
+        """A change to a user that the matching worker makes (and writes); the user after it."""
         user = await self.get(user_id)
         if user is None or user.role == "system":
             raise AccountError(
                 _problem(AccountErrorCode.NOT_FOUND, f"no user with id {user_id}", "userId")
             )
-        # The matching worker charges fees, so it must learn the tier: it writes the row too.
-        reply = await dispatch(
-            self._bus,
-            "set_fee_tier",
-            {"user_id": user_id, "tier": tier},
-            timeout=self._command_timeout,
-        )
+        reply = await dispatch(self._bus, command, timeout=self._command_timeout)
         if isinstance(reply, Problem):
             code = AccountErrorCode(reply.code) if reply.code == "TIMEOUT" else None
             raise AccountError(
-                _problem(code or AccountErrorCode.INVALID_INPUT, reply.message, "tier")
+                _problem(code or AccountErrorCode.INVALID_INPUT, reply.message, field)
             )
         refreshed = await self.get(user_id)
         assert refreshed is not None
         return refreshed
-
-    async def _update_user(self, user_id: int, **values: object) -> User:
-        async with self._db() as session, session.begin():
-            result = await session.execute(
-                update(User)
-                .where(User.id == user_id, User.role != "system")
-                .values(**values)
-                .returning(User)
-            )
-            user = result.scalar_one_or_none()
-        if user is None:
-            raise AccountError(
-                _problem(AccountErrorCode.NOT_FOUND, f"no user with id {user_id}", "userId")
-            )
-        return user
 
 
 def _email_taken() -> Problem:
@@ -283,11 +274,18 @@ async def create_admin(
     email: str,
     password: str,
     username: str | None = None,
+    bus: CommandBus | None = None,
+    timeout: float = 5.0,  # noqa: ASYNC109 - how long to wait for the worker's reply
 ) -> User:
     """Create an admin with approved KYC, or promote the existing user with that email.
 
     The password is (re)set either way, so an operator who lost it can run this again; a
     ``username`` given is set too (unique regardless of case, like a trader's).
+
+    The row is written here, KYC included, so this works with the worker stopped (it loads
+    every user's KYC when it starts). Given the ``bus`` of a running worker, the approval is
+    then also sent to it as ``set_kyc``: a worker that already knew the user as pending
+    learns it before this returns (:class:`AccountError` TIMEOUT if it does not answer).
     """
     email = normalise_email(email)
     if problem := _password_problem(password):
@@ -323,4 +321,10 @@ async def create_admin(
         user.password_hash = hash_password(password)
         user.role = "admin"
         user.kyc_status = "approved"
+    if bus is not None:
+        command = wire.SetKyc(user_id=user.id, status="approved")
+        reply = await dispatch(bus, command, timeout=timeout)
+        if isinstance(reply, Problem):
+            code = AccountErrorCode(reply.code) if reply.code == "TIMEOUT" else None
+            raise AccountError(_problem(code or AccountErrorCode.INVALID_INPUT, reply.message))
     return user

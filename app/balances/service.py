@@ -1,4 +1,5 @@
-"""Balances: read from PostgreSQL; deposits and withdrawals go through the worker."""
+"""Balances: read from PostgreSQL; deposits and withdrawals go through the worker, whose
+reply carries the balance it committed."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from decimal import Decimal
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app import wire
 from app.accounts.models import Balance
 from app.balances import repository
 from app.kit.bus import CommandBus
@@ -23,7 +25,7 @@ MAX_KEY = 48
 
 @dataclass
 class FundsOutcome:
-    balance: Balance | None = None
+    balance: wire.BalanceRow | None = None
     problems: list[Problem] = field(default_factory=list)
 
 
@@ -67,12 +69,9 @@ class BalanceService:
             command_id = f"{kind}:{command_id}"
         if problems:
             return FundsOutcome(problems=problems)
-        payload = {"user_id": user_id, "asset": asset, "amount": format(amount, "f")}
-        reply = await dispatch(
-            self._bus, kind, payload, command_id=command_id, timeout=self._timeout
-        )
+        move = wire.Deposit if kind == "deposit" else wire.Withdraw
+        command = move(user_id=user_id, asset=asset, amount=wire.decimal_text(amount))
+        reply = await dispatch(self._bus, command, command_id=command_id, timeout=self._timeout)
         if isinstance(reply, Problem):
             return FundsOutcome(problems=[reply])
-        async with self._sessions() as session:
-            rows = await repository.list_balances(session, user_id)
-        return FundsOutcome(balance=next(b for b in rows if b.asset == asset))
+        return FundsOutcome(balance=reply.balance)

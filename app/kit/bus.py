@@ -1,11 +1,16 @@
 """The command bus: API processes (and the CLI) submit commands; the matching worker answers.
 
-Commands go onto one Redis Stream read by the worker's consumer group. Each carries an id
-(chosen by the caller, so a retry reuses it) and the reply channel of the submitting
-process. Replies come back on that one channel per process — one subscription, resolved
-to a future per pending command id — never one blocking connection per waiting request.
-The worker sends one message per channel per committed batch: ``{"replies": [{"id",
-"result"}, ...]}``.
+Commands go onto one Redis Stream read by the worker's consumer group, each as an
+:class:`app.wire.Envelope`: an id (chosen by the caller, so a retry reuses it), the kind,
+the reply channel of the submitting process and the command's JSON. Replies come back on
+that one channel per process — one subscription, resolved to a future per pending command
+id — never one blocking connection per waiting request. The worker sends one
+:class:`app.wire.ReplyBatch` per channel per committed batch; each waiter decodes only its
+own reply.
+
+:meth:`CommandBus.send` takes and returns the wire's types. :meth:`CommandBus.submit` sends a
+kind and a payload as given and returns the reply as plain JSON: for tools and tests that
+must be able to send what no type allows.
 
 A command id the worker has already committed is never applied again: a retry gets the
 original reply.
@@ -28,6 +33,7 @@ import uuid
 from collections import defaultdict
 from typing import Any
 
+import msgspec
 import orjson
 from prometheus_client import Histogram
 from redis.asyncio import Redis
@@ -35,6 +41,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app import wire
 from app.kit.redis import Keys
 
 log = logging.getLogger(__name__)
@@ -89,7 +96,7 @@ def _reply_seconds(kind: str) -> Histogram:
     return COMMAND_REPLY_SECONDS.labels(kind)
 
 
-def _expire(future: asyncio.Future[dict[str, Any]]) -> None:
+def _expire(future: asyncio.Future[msgspec.Raw]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
 
@@ -113,19 +120,19 @@ def new_command_id() -> str:
 
 
 class CommandBus:
-    """One per process. ``await bus.submit(kind, payload)`` returns the worker's reply."""
+    """One per process. ``await bus.send(command)`` returns the worker's reply."""
 
     def __init__(self, redis: Redis, keys: Keys, *, process_id: str | None = None) -> None:
         self._redis = redis
         self._keys = keys
         self.process_id = process_id or uuid.uuid4().hex
         self.reply_channel = keys.replies(self.process_id)
-        self._waiting: dict[str, list[asyncio.Future[dict[str, Any]]]] = defaultdict(list)
+        self._waiting: dict[str, list[asyncio.Future[msgspec.Raw]]] = defaultdict(list)
         self._listener: asyncio.Task[None] | None = None
         self._subscribed = asyncio.Event()
         self._start_lock = asyncio.Lock()
         # Commands submitted in the same event-loop turn go to Redis in one pipeline.
-        self._outbox: list[tuple[list[str], asyncio.Future[dict[str, Any]]]] = []
+        self._outbox: list[tuple[list[str], asyncio.Future[msgspec.Raw]]] = []
         self._flush_scheduled = False
         self._flushes: set[asyncio.Task[None]] = set()
         self._append = redis.register_script(APPEND_COMMANDS)
@@ -146,6 +153,19 @@ class CommandBus:
             self._listener = None
             self._subscribed.clear()
 
+    async def send(
+        self,
+        command: wire.Command,
+        *,
+        command_id: str | None = None,
+        timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the caller's deadline for the reply
+    ) -> wire.Reply:
+        """Send a command and wait for its reply; raise CommandTimeout after ``timeout``."""
+        command_id = command_id or new_command_id()
+        envelope = wire.envelope(command, command_id=command_id, reply_to=self.reply_channel)
+        reply = await self._request(envelope.fields(), timeout)
+        return wire.decode_reply(reply)
+
     async def submit(
         self,
         kind: str,
@@ -154,8 +174,16 @@ class CommandBus:
         command_id: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - the caller's deadline for the reply
     ) -> dict[str, Any]:
-        """Send a command and wait for its reply; raise CommandTimeout after ``timeout``."""
+        """Send ``payload`` as a ``kind`` command, unchecked, and return the reply as JSON
+        (for tools and tests; the services :meth:`send` typed commands)."""
         command_id = command_id or new_command_id()
+        fields = [command_id, kind, self.reply_channel, orjson.dumps(payload).decode()]
+        reply: dict[str, Any] = msgspec.json.decode(await self._request(fields, timeout))
+        return reply
+
+    async def _request(self, fields: list[str], timeout: float) -> msgspec.Raw:  # noqa: ASYNC109
+        """Append ``fields`` (id, kind, reply_to, payload) and wait for the undecoded reply."""
+        command_id, kind = fields[0], fields[1]
         if not 0 < len(command_id) <= MAX_COMMAND_ID_LENGTH:
             raise ValueError(f"a command id has 1 to {MAX_COMMAND_ID_LENGTH} characters")
         if not self._subscribed.is_set():
@@ -166,15 +194,13 @@ class CommandBus:
             except TimeoutError:
                 raise CommandBusUnavailable(command_id, "no reply subscription") from None
         loop = asyncio.get_running_loop()
-        future: asyncio.Future[dict[str, Any]] = loop.create_future()
+        future: asyncio.Future[msgspec.Raw] = loop.create_future()
         self._waiting[command_id].append(future)
         # A timer on the future itself: asyncio.wait_for costs several times more per call.
         expiry = loop.call_later(timeout, _expire, future)
         started = time.perf_counter()
         try:
-            self._send(
-                [command_id, kind, self.reply_channel, orjson.dumps(payload).decode()], future
-            )
+            self._send(fields, future)
             reply = await future
         except TimeoutError:  # before OSError, of which it is a kind
             raise CommandTimeout(command_id, timeout) from None
@@ -191,7 +217,7 @@ class CommandBus:
         _reply_seconds(kind).observe(time.perf_counter() - started)
         return reply
 
-    def _send(self, fields: list[str], reply: asyncio.Future[dict[str, Any]]) -> None:
+    def _send(self, fields: list[str], reply: asyncio.Future[msgspec.Raw]) -> None:
         """Queue ``fields`` (id, kind, reply_to, payload) for the stream, appended with
         whatever else is submitted in this loop turn; if Redis refuses, ``reply`` gets the
         error."""
@@ -233,7 +259,7 @@ class CommandBus:
                     if message is not None:
                         try:
                             self._resolve(message["data"])
-                        except (ValueError, KeyError, TypeError):
+                        except (ValueError, KeyError, TypeError, msgspec.DecodeError):
                             log.exception("unreadable reply message on %s", self.reply_channel)
             except REDIS_DOWN as exc:
                 self._subscribed.clear()  # submits wait (within their timeout) for the next
@@ -248,7 +274,7 @@ class CommandBus:
             backoff = min(backoff * 2, 2.0)
 
     def _resolve(self, data: str | bytes) -> None:
-        for reply in orjson.loads(data)["replies"]:
-            for future in self._waiting.get(reply["id"], ()):
+        for command_id, reply in wire.split_replies(data):
+            for future in self._waiting.get(command_id, ()):
                 if not future.done():
-                    future.set_result(reply["result"])
+                    future.set_result(reply)

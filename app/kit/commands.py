@@ -6,8 +6,7 @@ through :func:`dispatch`, so a timeout and a refusal read the same everywhere.
 
 from __future__ import annotations
 
-from typing import Any
-
+from app import wire
 from app.kit.bus import CommandBus, CommandBusUnavailable, CommandTimeout
 from app.kit.errors import Problem
 
@@ -24,6 +23,7 @@ WORKER_CODES = {
     "POST_ONLY_WOULD_TAKE": "POST_ONLY_WOULD_TAKE",
     "NOT_FOUND": "NOT_FOUND",
     "ORDER_NOT_OPEN": "ORDER_NOT_OPEN",
+    "KYC_REQUIRED": "KYC_REQUIRED",  # the worker holds who may trade
     "UNKNOWN_SYMBOL": INVALID_INPUT,
     "INTERNAL": INTERNAL,  # the worker could not process the command: nothing was applied
 }
@@ -37,16 +37,21 @@ def camel(name: str | None) -> str | None:
     return head + "".join(part.title() for part in rest)
 
 
+def problem(error: wire.Error) -> Problem:
+    """The worker's refusal as the API reports it (an unknown code is INTERNAL: the worker
+    knows something this process does not)."""
+    return Problem(WORKER_CODES.get(error.code, INTERNAL), error.message, camel(error.field))
+
+
 async def dispatch(
     bus: CommandBus,
-    kind: str,
-    payload: dict[str, Any],
+    command: wire.Command,
     *,
     timeout: float,  # noqa: ASYNC109 - the caller's deadline for the reply
     command_id: str | None = None,
-) -> dict[str, Any] | Problem:
+) -> wire.Reply | Problem:
     try:
-        reply = await bus.submit(kind, payload, command_id=command_id, timeout=timeout)
+        reply = await bus.send(command, command_id=command_id, timeout=timeout)
     except CommandBusUnavailable:
         return Problem(
             TIMEOUT,
@@ -59,11 +64,7 @@ async def dispatch(
             "the matching engine did not answer in time; a retry with the same "
             "clientOrderId or idempotency key is safe",
         )
-    if not reply["ok"]:
-        error = reply["error"]
-        return Problem(
-            WORKER_CODES.get(error["code"], INVALID_INPUT),
-            error["message"],
-            camel(error.get("field")),
-        )
+    if not reply.ok:
+        assert reply.error is not None
+        return problem(reply.error)
     return reply

@@ -5,7 +5,7 @@ payload's ``errors: [{code field message}]`` (they are data, not failures). Two 
 them today: the accounts and risk services raise :class:`Refused` (``AccountError`` is one),
 which their mutations catch; the orders, balances and markets services, whose answers come
 from the matching worker, return them instead (``Outcome.problems``,
-``FundsOutcome.problems``, the list ``MarketService.set_halted`` returns);
+``FundsOutcome.problems``, the problems ``MarketService.set_halted`` returns);
 :func:`app.kit.commands.dispatch` hands them the worker's refusal as a ``Problem``.
 Each domain spells its codes in its own ``errors.py``.
 """

@@ -13,6 +13,8 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 
+from app.wire import decimal_text
+
 MAX_DECIMALS = 8
 MAX_INTEGER_DIGITS = 12
 MAX_AMOUNT = Decimal("999999999999.99999999")
@@ -50,6 +52,6 @@ def plain(value: Decimal) -> Decimal:
     return Decimal(format(value.normalize(), "f"))
 
 
-def plain_text(value: Decimal) -> str:
-    """``value`` as a string without trailing zeros or exponent (``"100"``, not ``"1E+2"``)."""
-    return format(value.normalize(), "f")
+plain_text = decimal_text
+"""``value`` as a string without trailing zeros or exponent (``"100"``, not ``"1E+2"``): the
+wire's one spelling of an amount (:func:`app.wire.decimal_text`)."""

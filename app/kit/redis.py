@@ -44,6 +44,10 @@ class Keys:
         """CLIENT SETNAME of the API's subscription connections (no spaces allowed)."""
         return f"{self.prefix}pubsub".replace(" ", "_")
 
+    def market_cache_client_name(self) -> str:
+        """CLIENT SETNAME of the connection the API's market cache follows changes on."""
+        return f"{self.prefix}markets".replace(" ", "_")
+
     def worker_heartbeat(self) -> str:
         return f"{self.prefix}worker:heartbeat"
 
@@ -68,3 +72,7 @@ class Keys:
 
     def risk_channel(self) -> str:
         return f"{self.prefix}events:risk"
+
+    def markets_channel(self) -> str:
+        """A market's status after each halt or resume (the API processes' market cache)."""
+        return f"{self.prefix}events:markets"

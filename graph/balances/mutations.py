@@ -27,7 +27,7 @@ async def _move(
         )
     outcome = await info.context.services.balances.move(kind, target, asset, amount, key)
     return BalancePayload(
-        balance=Balance.from_row(outcome.balance) if outcome.balance else None,
+        balance=Balance.from_wire(outcome.balance) if outcome.balance else None,
         errors=user_errors(outcome.problems),
     )
 

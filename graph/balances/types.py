@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import strawberry
 
+from app import wire
 from app.accounts.models import Balance as BalanceRow
 from app.kit.money import plain
 from graph.errors import UserError
@@ -23,6 +24,13 @@ class Balance:
             available=plain(row.available),
             locked=plain(row.locked),
             total=plain(row.available + row.locked),
+        )
+
+    @classmethod
+    def from_wire(cls, row: wire.BalanceRow) -> Balance:
+        available, locked = Decimal(row.available), Decimal(row.locked)
+        return cls(
+            asset=row.asset, available=available, locked=locked, total=plain(available + locked)
         )
 
 

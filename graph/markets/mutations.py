@@ -17,10 +17,10 @@ class MarketPayload:
 
 
 async def _set(info: Info, symbol: str, halted: bool, reason: str = "") -> MarketPayload:
-    markets = info.context.services.markets
-    problems = await markets.set_halted(symbol, halted, reason)
-    row = None if problems else await markets.get(symbol)
-    return MarketPayload(market=Market.from_row(row) if row else None, errors=user_errors(problems))
+    outcome = await info.context.services.markets.set_halted(symbol, halted, reason)
+    if isinstance(outcome, list):
+        return MarketPayload(market=None, errors=user_errors(outcome))
+    return MarketPayload(market=Market.from_row(outcome), errors=[])
 
 
 @strawberry.type

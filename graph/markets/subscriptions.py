@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator
-from datetime import datetime
 from decimal import Decimal
 
 import strawberry
 
+from app import wire
 from app.kit.pubsub import GAP, OVERFLOW, when_redis_answers
 from app.markets.service import BookSnapshot, Level
 from graph.context import Context
 from graph.errors import invalid_input
 from graph.markets.queries import check_depth
 from graph.markets.types_book import BookUpdateType, OrderBookLevel, OrderBookUpdate
-from graph.orders.types import OrderSide, Trade
+from graph.orders.types import Trade
 
 Info = strawberry.Info[Context, None]
 
@@ -30,19 +29,15 @@ def _snapshot_update(snapshot: BookSnapshot) -> OrderBookUpdate:
     )
 
 
-def _delta(symbol: str, change: dict[str, object]) -> OrderBookUpdate:
+def _delta(symbol: str, change: wire.LevelChange) -> OrderBookUpdate:
     level = OrderBookLevel.from_level(
-        Level(
-            Decimal(str(change["price"])),
-            Decimal(str(change["quantity"])),
-            int(str(change["orders"])),
-        )
+        Level(Decimal(change.price), Decimal(change.quantity), change.orders)
     )
-    bid = change["side"] == "BUY"
+    bid = change.side is wire.Side.BUY
     return OrderBookUpdate(
         type=BookUpdateType.DELTA,
         symbol=symbol,
-        sequence=int(str(change["sequence"])),
+        sequence=change.sequence,
         bids=[level] if bid else [],
         asks=[] if bid else [level],
     )
@@ -84,18 +79,18 @@ class MarketSubscriptions:
                     last = snapshot.sequence
                     yield _snapshot_update(snapshot)
                     continue
-                message = json.loads(event.message)
-                if message.get("type") != "delta":
+                message = wire.decode_book_message(event.message)
+                if not isinstance(message, wire.BookDelta):
                     continue
-                changes = [c for c in message["levels"] if c["sequence"] > last]
-                if changes and changes[0]["sequence"] != last + 1:
+                changes = [c for c in message.levels if c.sequence > last]
+                if changes and changes[0].sequence != last + 1:
                     # A change went missing between snapshot and stream: start again.
                     snapshot = await read_snapshot()
                     last = snapshot.sequence
                     yield _snapshot_update(snapshot)
                     continue
                 for change in changes:
-                    last = change["sequence"]
+                    last = change.sequence
                     yield _delta(symbol, change)
 
     @strawberry.subscription(description="Every trade on a market as it happens.")
@@ -106,12 +101,5 @@ class MarketSubscriptions:
             async for event in sub:
                 if event.message in (GAP, OVERFLOW):
                     continue
-                for trade in json.loads(event.message)["trades"]:
-                    yield Trade(
-                        id=strawberry.ID(str(trade["id"])),
-                        symbol=trade["symbol"],
-                        price=Decimal(trade["price"]),
-                        quantity=Decimal(trade["quantity"]),
-                        taker_side=OrderSide(trade["taker_side"]),
-                        executed_at=datetime.fromisoformat(trade["executed_at"]),
-                    )
+                for trade in wire.decode_trades_event(event.message).trades:
+                    yield Trade.from_wire(trade)

@@ -6,7 +6,7 @@ from enum import Enum
 import strawberry
 
 from app.kit.money import plain
-from app.markets.models import Market as MarketRow
+from app.markets.cache import MarketInfo
 
 
 @strawberry.enum(description="Whether a market accepts new orders.")
@@ -28,7 +28,7 @@ class Market:
     status: MarketStatus
 
     @classmethod
-    def from_row(cls, row: MarketRow) -> Market:
+    def from_row(cls, row: MarketInfo) -> Market:
         return cls(
             symbol=row.symbol,
             base_asset=row.base_asset,

@@ -3,6 +3,7 @@ from __future__ import annotations
 import strawberry
 
 from app.orders.service import AmendOrderRequest, Outcome, PlaceOrderRequest
+from app.wire import MAX_BATCH_ENTRIES
 from graph.context import Context
 from graph.errors import ErrorCode, UserError, user_errors
 from graph.ids import parse_id
@@ -11,10 +12,12 @@ from graph.orders.types import (
     AmendOrderPayload,
     CancelAllOrdersPayload,
     CancelOrderPayload,
+    CancelOrdersPayload,
     Fill,
     Order,
     PlaceOrderInput,
     PlaceOrderPayload,
+    PlaceOrdersPayload,
 )
 from graph.permissions import IsAuthenticated, require_viewer
 
@@ -22,11 +25,32 @@ Info = strawberry.Info[Context, None]
 
 
 def _order(outcome: Outcome) -> Order | None:
-    return Order.from_row(outcome.order) if outcome.order is not None else None
+    return Order.from_wire(outcome.order) if outcome.order is not None else None
 
 
 def _not_found(field: str) -> list[UserError]:
     return [UserError(code=ErrorCode.NOT_FOUND, field=field, message="no such order")]
+
+
+def _request(input: PlaceOrderInput) -> PlaceOrderRequest:
+    return PlaceOrderRequest(
+        symbol=input.symbol.strip().upper(),
+        side=input.side.value,
+        type=input.type.value,
+        quantity=input.quantity,
+        price=input.price,
+        time_in_force=input.time_in_force.value,
+        post_only=input.post_only,
+        client_order_id=input.client_order_id,
+    )
+
+
+def _placed(outcome: Outcome, user_id: int) -> PlaceOrderPayload:
+    return PlaceOrderPayload(
+        order=_order(outcome),
+        fills=[Fill.from_wire(fill, user_id) for fill in outcome.fills],
+        errors=user_errors(outcome.problems),
+    )
 
 
 @strawberry.type
@@ -37,25 +61,49 @@ class OrderMutations:
     )
     async def place_order(self, info: Info, input: PlaceOrderInput) -> PlaceOrderPayload | None:
         viewer = await require_viewer(info)
-        user = await info.context.loaders.user.load(viewer.user_id)
-        outcome = await info.context.services.trading.place(
-            viewer.user_id,
-            user.kyc_status if user is not None else "pending",
-            PlaceOrderRequest(
-                symbol=input.symbol.strip().upper(),
-                side=input.side.value,
-                type=input.type.value,
-                quantity=input.quantity,
-                price=input.price,
-                time_in_force=input.time_in_force.value,
-                post_only=input.post_only,
-                client_order_id=input.client_order_id,
-            ),
+        outcome = await info.context.services.trading.place(viewer.user_id, _request(input))
+        return _placed(outcome, viewer.user_id)
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description=f"Place up to {MAX_BATCH_ENTRIES} orders in one round trip to the "
+        "matching engine, in order: one result per input (a refused one does not stop the "
+        "others). Retrying the whole batch places nothing twice for the orders that name a "
+        "`clientOrderId`.",
+    )
+    async def place_orders(
+        self, info: Info, inputs: list[PlaceOrderInput]
+    ) -> PlaceOrdersPayload | None:
+        viewer = await require_viewer(info)
+        outcomes = await info.context.services.trading.place_many(
+            viewer.user_id, [_request(input) for input in inputs]
         )
-        return PlaceOrderPayload(
-            order=_order(outcome),
-            fills=[Fill.from_row(fill, viewer.user_id) for fill in outcome.fills],
-            errors=user_errors(outcome.problems),
+        if not isinstance(outcomes, list):
+            return PlaceOrdersPayload(results=[], errors=user_errors([outcomes]))
+        return PlaceOrdersPayload(
+            results=[_placed(outcome, viewer.user_id) for outcome in outcomes], errors=[]
+        )
+
+    @strawberry.mutation(
+        permission_classes=[IsAuthenticated],
+        description=f"Cancel up to {MAX_BATCH_ENTRIES} of your open orders in one round trip, "
+        "in order: one result per id (an unknown or closed one does not stop the others).",
+    )
+    async def cancel_orders(
+        self, info: Info, ids: list[strawberry.ID]
+    ) -> CancelOrdersPayload | None:
+        viewer = await require_viewer(info)
+        outcomes = await info.context.services.trading.cancel_many(
+            viewer.user_id, [parse_id(id) for id in ids]
+        )
+        if not isinstance(outcomes, list):
+            return CancelOrdersPayload(results=[], errors=user_errors([outcomes]))
+        return CancelOrdersPayload(
+            results=[
+                CancelOrderPayload(order=_order(outcome), errors=user_errors(outcome.problems))
+                for outcome in outcomes
+            ],
+            errors=[],
         )
 
     @strawberry.mutation(

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator
-from datetime import datetime
-from decimal import Decimal
 
 import strawberry
 
+from app import wire
 from app.kit.pubsub import GAP, OVERFLOW
 from graph.context import Context
 from graph.errors import unauthenticated
-from graph.orders.types import Fill, Liquidity, Order, OrderSide
+from graph.orders.types import Fill, Order
 from graph.permissions import IsAuthenticated, require_viewer
 
 Info = strawberry.Info[Context, None]
@@ -28,25 +26,6 @@ async def _still_signed_in(info: Info) -> None:
         raise unauthenticated("your session has ended")
 
 
-def _fill(message: dict[str, object]) -> Fill:
-    side = str(message["side"])
-    buyer = side == "BUY"
-    base, quote = str(message["symbol"]).split("-")
-    return Fill(
-        id=strawberry.ID(str(message["id"])),
-        order_id=strawberry.ID(str(message["buyer_order_id" if buyer else "seller_order_id"])),
-        symbol=str(message["symbol"]),
-        side=OrderSide(side),
-        price=Decimal(str(message["price"])),
-        quantity=Decimal(str(message["quantity"])),
-        quote_quantity=Decimal(str(message["quote_quantity"])),
-        fee=Decimal(str(message["buyer_fee" if buyer else "seller_fee"])),
-        fee_asset=base if buyer else quote,
-        liquidity=Liquidity.TAKER if message["taker_side"] == side else Liquidity.MAKER,
-        executed_at=datetime.fromisoformat(str(message["executed_at"])),
-    )
-
-
 @strawberry.type
 class OrderSubscriptions:
     @strawberry.subscription(
@@ -59,11 +38,12 @@ class OrderSubscriptions:
             async for event in sub:
                 if event.message in (GAP, OVERFLOW):
                     continue
-                fills = [m for m in json.loads(event.message)["events"] if m["type"] == "fill"]
+                events = wire.decode_user_events(event.message).events
+                fills = [e for e in events if isinstance(e, wire.FillEvent)]
                 if fills:
                     await _still_signed_in(info)
-                for message in fills:
-                    yield _fill(message)
+                for fill in fills:
+                    yield Fill.on_side(fill.trade, fill.side)
 
     @strawberry.subscription(
         permission_classes=[IsAuthenticated],
@@ -76,14 +56,13 @@ class OrderSubscriptions:
             async for event in sub:
                 if event.message in (GAP, OVERFLOW):
                     continue
-                ids: list[int] = []
-                for message in json.loads(event.message)["events"]:
-                    if message["type"] == "order" and message["order_id"] not in ids:
-                        ids.append(message["order_id"])
-                if ids:
+                # Each order once per message, in its last state there (as committed).
+                orders = {
+                    e.order.id: e.order
+                    for e in wire.decode_user_events(event.message).events
+                    if isinstance(e, wire.OrderEvent)
+                }
+                if orders:
                     await _still_signed_in(info)
-                    # The worker published after its commit: the rows hold the new state.
-                    rows = {row.id: row for row in await services.trading.orders_by_ids(ids)}
-                    for order_id in ids:
-                        if order_id in rows:
-                            yield Order.from_row(rows[order_id])
+                    for order in orders.values():
+                        yield Order.from_wire(order)

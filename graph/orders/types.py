@@ -6,9 +6,11 @@ from enum import Enum
 
 import strawberry
 
+from app import wire
 from app.kit.money import plain
 from app.orders.models import Order as OrderRow
 from app.orders.models import Trade as TradeRow
+from app.orders.service import stored_order, stored_trade
 from graph.errors import UserError
 
 
@@ -74,24 +76,29 @@ class Order:
     updated_at: datetime
 
     @classmethod
-    def from_row(cls, row: OrderRow) -> Order:
+    def from_wire(cls, order: wire.StoredOrder) -> Order:
+        quantity, filled = Decimal(order.quantity), Decimal(order.filled_quantity)
         return cls(
-            id=strawberry.ID(str(row.id)),
-            symbol=row.symbol,
-            side=OrderSide(row.side),
-            type=OrderType(row.type),
-            time_in_force=TimeInForce(row.time_in_force),
-            post_only=row.post_only,
-            quantity=plain(row.quantity),
-            price=plain(row.price) if row.price is not None else None,
-            filled_quantity=plain(row.filled_quantity),
-            remaining_quantity=plain(row.quantity - row.filled_quantity),
-            status=OrderStatus(row.status),
-            client_order_id=row.client_order_id,
-            cancel_reason=CancelReason(row.cancel_reason) if row.cancel_reason else None,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
+            id=strawberry.ID(str(order.id)),
+            symbol=order.symbol,
+            side=OrderSide(order.side.value),
+            type=OrderType(order.type.value),
+            time_in_force=TimeInForce(order.time_in_force.value),
+            post_only=order.post_only,
+            quantity=quantity,
+            price=Decimal(order.price) if order.price is not None else None,
+            filled_quantity=filled,
+            remaining_quantity=plain(quantity - filled),
+            status=OrderStatus(order.status.value),
+            client_order_id=order.client_order_id,
+            cancel_reason=CancelReason(order.cancel_reason.value) if order.cancel_reason else None,
+            created_at=order.created_at,
+            updated_at=order.updated_at,
         )
+
+    @classmethod
+    def from_row(cls, row: OrderRow) -> Order:
+        return cls.from_wire(stored_order(row))
 
 
 @strawberry.type(description="A trade on a market, as everyone sees it.")
@@ -104,15 +111,19 @@ class Trade:
     executed_at: datetime
 
     @classmethod
-    def from_row(cls, row: TradeRow) -> Trade:
+    def from_wire(cls, trade: wire.Trade) -> Trade:
         return cls(
-            id=strawberry.ID(str(row.id)),
-            symbol=row.symbol,
-            price=plain(row.price),
-            quantity=plain(row.quantity),
-            taker_side=OrderSide(row.taker_side),
-            executed_at=row.executed_at,
+            id=strawberry.ID(str(trade.id)),
+            symbol=trade.symbol,
+            price=Decimal(trade.price),
+            quantity=Decimal(trade.quantity),
+            taker_side=OrderSide(trade.taker_side.value),
+            executed_at=trade.executed_at,
         )
+
+    @classmethod
+    def from_row(cls, row: TradeRow) -> Trade:
+        return cls.from_wire(stored_trade(row))
 
 
 @strawberry.type(description="Your side of a trade: what you bought or sold, and your fee.")
@@ -130,23 +141,32 @@ class Fill:
     executed_at: datetime
 
     @classmethod
-    def from_row(cls, row: TradeRow, user_id: int) -> Fill:
-        buyer = row.buyer_user_id == user_id
-        base, quote = row.symbol.split("-")
-        side = "BUY" if buyer else "SELL"
+    def from_wire(cls, trade: wire.Trade, user_id: int) -> Fill:
+        """``user_id``'s side of ``trade``: the one mapping of a trade to a fill (the
+        mutations' replies, the fills query and the myFills subscription all use it)."""
+        side = wire.Side.BUY if trade.buyer_user_id == user_id else wire.Side.SELL
+        return cls.on_side(trade, side)
+
+    @classmethod
+    def on_side(cls, trade: wire.Trade, side: wire.Side) -> Fill:
+        buyer = side is wire.Side.BUY
         return cls(
-            id=strawberry.ID(str(row.id)),
-            order_id=strawberry.ID(str(row.buyer_order_id if buyer else row.seller_order_id)),
-            symbol=row.symbol,
-            side=OrderSide(side),
-            price=plain(row.price),
-            quantity=plain(row.quantity),
-            quote_quantity=plain(row.price * row.quantity),
-            fee=plain(row.buyer_fee if buyer else row.seller_fee),
-            fee_asset=base if buyer else quote,
-            liquidity=Liquidity.TAKER if row.taker_side == side else Liquidity.MAKER,
-            executed_at=row.executed_at,
+            id=strawberry.ID(str(trade.id)),
+            order_id=strawberry.ID(str(trade.buyer_order_id if buyer else trade.seller_order_id)),
+            symbol=trade.symbol,
+            side=OrderSide(side.value),
+            price=Decimal(trade.price),
+            quantity=Decimal(trade.quantity),
+            quote_quantity=Decimal(trade.quote_quantity),
+            fee=Decimal(trade.buyer_fee if buyer else trade.seller_fee),
+            fee_asset=trade.fee_asset(side),
+            liquidity=Liquidity.TAKER if trade.taker_side is side else Liquidity.MAKER,
+            executed_at=trade.executed_at,
         )
+
+    @classmethod
+    def from_row(cls, row: TradeRow, user_id: int) -> Fill:
+        return cls.from_wire(stored_trade(row), user_id)
 
 
 @strawberry.input
@@ -199,6 +219,28 @@ class AmendOrderPayload:
 class CancelOrderPayload:
     order: Order | None
     errors: list[UserError]
+
+
+@strawberry.type(
+    description="One result per input, in order (`results` is empty when `errors` refuses "
+    "the whole batch)."
+)
+class PlaceOrdersPayload:
+    results: list[PlaceOrderPayload]
+    errors: list[UserError] = strawberry.field(
+        description="Refusals of the batch as a whole (more than 100 orders): nothing placed."
+    )
+
+
+@strawberry.type(
+    description="One result per id, in order (`results` is empty when `errors` refuses "
+    "the whole batch)."
+)
+class CancelOrdersPayload:
+    results: list[CancelOrderPayload]
+    errors: list[UserError] = strawberry.field(
+        description="Refusals of the batch as a whole (more than 100 ids): nothing cancelled."
+    )
 
 
 @strawberry.type

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator
 
 import strawberry
 
+from app import wire
 from app.kit.pubsub import GAP, OVERFLOW
 from graph.context import Context
 from graph.errors import unauthenticated
@@ -27,7 +27,9 @@ class RiskSubscriptions:
                     continue
                 if not await info.context.session_still_live():
                     raise unauthenticated("your session has ended")
-                alert = json.loads(event.message)
-                rows = await services.risk.get_many([alert["id"]])
+                alert = wire.decode_risk_alert(event.message)
+                if alert.id is None:
+                    continue
+                rows = await services.risk.get_many([alert.id])
                 for row in rows:
                     yield RiskEvent.from_row(row)

@@ -4,6 +4,7 @@ from typing import Any
 
 import pytest
 
+from app import wire
 from app.kit.bus import MAX_COMMAND_ID_LENGTH, CommandBus, CommandBusUnavailable, new_command_id
 from app.kit.commands import dispatch
 from app.kit.errors import Problem
@@ -22,10 +23,11 @@ async def test_a_command_the_worker_could_not_process_reaches_the_caller_as_inte
     class Answering:
         """Stands for the bus: answers as the worker answers a written-off command."""
 
-        async def submit(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-            return {"ok": False, "error": {"code": "INTERNAL", "message": "m", "field": None}}
+        async def send(self, *args: Any, **kwargs: Any) -> wire.Reply:
+            return wire.refusal("INTERNAL", "m")
 
-    problem = await dispatch(Answering(), "deposit", {}, timeout=1)  # type: ignore[arg-type]
+    deposit = wire.Deposit(user_id=1, asset="USDT", amount="1")
+    problem = await dispatch(Answering(), deposit, timeout=1)  # type: ignore[arg-type]
     assert problem == Problem("INTERNAL", "m", None)
 
 
@@ -35,7 +37,7 @@ async def test_a_submit_while_redis_is_unreachable_fails_as_a_typed_timeout() ->
     try:
         with pytest.raises(CommandBusUnavailable):
             await bus.submit("resume", {"symbol": "BTC-USDT"}, timeout=0.5)
-        problem = await dispatch(bus, "resume", {"symbol": "BTC-USDT"}, timeout=0.5)
+        problem = await dispatch(bus, wire.Resume(symbol="BTC-USDT"), timeout=0.5)
         assert isinstance(problem, Problem) and problem.code == "TIMEOUT"
     finally:
         await bus.close()

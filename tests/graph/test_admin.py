@@ -15,6 +15,7 @@ from app.risk.models import RiskEvent
 from app.services import Services
 from tests.support.api import asgi_client, graphql
 from tests.support.factories import create_admin, create_risk_event, create_user, login
+from tests.support.processes import Platform
 
 USER_FIELDS = "id email username kycStatus feeTier feeTierOverride role"
 
@@ -171,7 +172,10 @@ async def test_user_risk_events_are_batched_by_a_dataloader(
         assert nodes[str(trader.id)] == [{"severity": "HIGH"}, {"severity": "MEDIUM"}]
 
 
-async def test_approve_and_reject_kyc(app: Starlette, services: Services) -> None:
+async def test_approve_and_reject_kyc(
+    app: Starlette, services: Services, platform: Platform
+) -> None:
+    """The worker commits the change (it enforces KYC): the row says so once answered."""
     trader = await create_user(services)
     mutation = "mutation($id: ID!) { %s(userId: $id) { user { id kycStatus } errors { code } } }"
     approved = await as_admin(app, services, mutation % "approveKyc", id=str(trader.id))
@@ -184,7 +188,9 @@ async def test_approve_and_reject_kyc(app: Starlette, services: Services) -> Non
     assert (await fetch_user(services, trader.id)).kyc_status == "rejected"
 
 
-async def test_set_fee_tier_pins_the_tier(app: Starlette, services: Services) -> None:
+async def test_set_fee_tier_pins_the_tier(
+    app: Starlette, services: Services, platform: Platform
+) -> None:
     trader = await create_user(services)
     mutation = """
     mutation($id: ID!, $tier: Int!) {

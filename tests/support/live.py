@@ -17,9 +17,13 @@ from tests.support.processes import Platform
 class Api:
     """One caller of the real API over HTTP."""
 
-    def __init__(self, platform: Platform, token: str | None = None) -> None:
+    def __init__(
+        self, platform: Platform, token: str | None = None, *, url: str | None = None
+    ) -> None:
+        """``url``: another API process of the platform (e.g. one from ``start_api_on``)."""
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.transport = HTTPXAsyncTransport(url=f"{platform.url}/graphql", headers=headers)
+        base = url or platform.url
+        self.transport = HTTPXAsyncTransport(url=f"{base}/graphql", headers=headers)
         self.token = token
 
     async def __call__(self, query: str, **variables: Any) -> dict[str, Any]:

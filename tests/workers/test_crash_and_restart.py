@@ -278,14 +278,16 @@ async def test_a_command_that_crashes_the_worker_is_isolated_and_answered_as_fai
 
     assert crashes == 3
     assert before["ok"] and after["ok"], (before, after)
-    assert poisoned == {
-        "ok": False,
-        "error": {
+    assert (poisoned["ok"], poisoned["error"], poisoned["order"], poisoned["fills"]) == (
+        False,
+        {
             "code": "INTERNAL",
             "message": "the worker could not process this command",
             "field": None,
         },
-    }
+        None,
+        [],
+    )
     stored = await db.fetch(
         "SELECT client_order_id FROM orders WHERE user_id = $1 ORDER BY id", alice
     )

@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from app import wire
 from app.config import Environment, Settings
 from app.kit import migrate
 from app.kit.bus import CommandBus, CommandTimeout
@@ -88,7 +89,7 @@ async def test_the_worker_and_the_bus_survive_redis_restarts_with_and_without_da
         # 1. Killed, and started again with its data (append-only file).
         server.kill()
         down = await dispatch(
-            bus, "deposit", {"user_id": alice, "asset": "USDT", "amount": "1"}, timeout=0.5
+            bus, wire.Deposit(user_id=alice, asset="USDT", amount="1"), timeout=0.5
         )
         assert isinstance(down, Problem) and down.code == "TIMEOUT"  # typed, not a crash
         await asyncio.sleep(0.5)
@@ -129,7 +130,7 @@ async def test_the_worker_and_the_bus_survive_redis_restarts_with_and_without_da
     }
     assert stored == answered
     deposits = sum(
-        1 for reply in answered.values() if reply.get("balance", {}).get("user_id") == bob
+        1 for reply in answered.values() if (reply["balance"] or {}).get("user_id") == bob
     )
     assert deposits > 5
     assert (

@@ -1,13 +1,18 @@
-"""Commands off the bus into engine commands, and engine events into replies and messages.
+"""Commands off the bus into engine commands, and engine events into replies.
 
-On the wire every amount is a decimal string (never a float); inside, integer units.
+The shapes are :mod:`app.wire`'s; this is where a stream entry's payload is decoded into
+them and checked for what no type says, then turned into the engine's command. On the wire
+every amount is a decimal string (never a float); inside, integer units.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Sequence
 
+import msgspec
+
+from app import wire
 from app.kit.bus import MAX_COMMAND_ID_LENGTH
 from app.kit.db import storable
 from engine import (
@@ -24,40 +29,15 @@ from engine import (
     OrderAmended,
     OrderCancelled,
     OrderDuplicate,
-    OrderType,
-    OrderUpdated,
     PlaceOrder,
     RejectCode,
     ResumeMarket,
     SetFeeTier,
-    Side,
-    TimeInForce,
-    TradeExecuted,
     Withdraw,
     to_units,
 )
 from engine.events import BalanceChanged, MarketHalted, MarketResumed
-from engine.units import show
 
-MAX_REASON_LENGTH = 500
-"""A halt reason (``markets.halt_reason`` is TEXT): long enough for an operator's sentence."""
-MAX_AMOUNT_TEXT = 40
-"""No amount the record holds (DECIMAL(20, 8)) needs more characters than this."""
-MAX_BIGINT = 2**63 - 1
-"""User and order ids are BIGINT: a larger one could not even be looked up."""
-KINDS = frozenset(
-    {
-        "place",
-        "amend",
-        "cancel",
-        "cancel_all",
-        "deposit",
-        "withdraw",
-        "halt",
-        "resume",
-        "set_fee_tier",
-    }
-)
 UNKNOWN_KIND = "unknown"
 """What ``processed_commands.kind`` (VARCHAR(32)) records for a kind that is none of these."""
 
@@ -95,208 +75,184 @@ def command_id_problem(command_id: object) -> str | None:
 
 def recorded_kind(kind: object) -> str:
     """The kind written to ``processed_commands``: a known one, or ``unknown``."""
-    return kind if isinstance(kind, str) and kind in KINDS else UNKNOWN_KIND
+    return kind if isinstance(kind, str) and kind in wire.KINDS else UNKNOWN_KIND
 
 
-def _text(payload: dict[str, Any], name: str, max_length: int, *, required: bool = True) -> str:
-    value = payload.get(name)
-    if value is None and not required:
-        return ""
-    if type(value) is not str:
-        raise BadCommand(f"{name} must be a string", name)
-    if len(value) > max_length:
-        raise BadCommand(f"{name} has at most {max_length} characters", name)
+_PATH = re.compile(r"at `\$\.?([^`]*)`")
+_MISSING = re.compile(r"missing required field `([^`]+)`")
+
+
+def _refusal(exc: msgspec.ValidationError) -> BadCommand:
+    """msgspec's message names the field at fault by its path (``at `$.entries[0].price```);
+    a missing field is named in the message itself."""
+    message = str(exc)
+    path = _PATH.search(message)
+    field = path.group(1) if path and path.group(1) else None
+    if missing := _MISSING.search(message):
+        field = f"{field}.{missing.group(1)}" if field else missing.group(1)
+    return BadCommand(printable(message), field)
+
+
+def read(kind: str, payload: str | bytes) -> wire.Command:
+    """The typed command of ``kind`` from its JSON payload: types, ranges and lengths are
+    checked as it is decoded (:mod:`app.wire`)."""
+    if kind not in wire.KINDS:
+        raise BadCommand(f"unknown command kind {printable(repr(kind)[:80])}")
+    try:
+        return wire.decode_command(kind, payload)
+    except msgspec.ValidationError as exc:
+        raise _refusal(exc) from None
+    except msgspec.DecodeError as exc:
+        raise BadCommand(f"the payload is not JSON: {exc}") from None
+
+
+def decode(kind: str, payload: str | bytes) -> Command:
+    """Build the engine command of ``kind`` from its JSON payload.
+
+    Every field is checked - type, range and length by the wire's types, then characters
+    PostgreSQL can store, symbols, assets and amounts here - so that nothing the worker
+    later writes or looks up can be refused by the database.
+    """
+    return engine_command(read(kind, payload))
+
+
+def order_command(user_id: int, entry: wire.OrderEntry) -> PlaceOrder:
+    """One order (a ``place`` or an entry of a ``place_batch``) as the engine's command."""
+    return PlaceOrder(
+        user_id=user_id,
+        symbol=_symbol(entry.symbol),
+        side=entry.side,
+        type=entry.type,
+        quantity=_units(entry.quantity, "quantity"),
+        price=None if entry.price is None else _units(entry.price, "price"),
+        time_in_force=entry.time_in_force,
+        post_only=entry.post_only,
+        client_order_id=_client_order_id(entry.client_order_id),
+    )
+
+
+def cancel_command(user_id: int, entry: wire.CancelEntry) -> CancelOrder:
+    """One cancel (a ``cancel`` or an entry of a ``cancel_batch``) as the engine's command."""
+    return CancelOrder(
+        user_id=user_id,
+        order_id=entry.order_id,
+        client_order_id=_client_order_id(entry.client_order_id),
+    )
+
+
+def engine_command(command: wire.Command) -> Command:
+    """The engine's command for a typed one, with the checks no type expresses."""
+    match command:
+        case wire.Place():
+            return order_command(command.user_id, command)
+        case wire.Amend():
+            return AmendOrder(
+                user_id=command.user_id,
+                order_id=command.order_id,
+                quantity=None if command.quantity is None else _units(command.quantity, "quantity"),
+                price=None if command.price is None else _units(command.price, "price"),
+            )
+        case wire.Cancel():
+            return cancel_command(command.user_id, command)
+        case wire.CancelAll():
+            symbol = None if command.symbol is None else _symbol(command.symbol)
+            return CancelAllOrders(command.user_id, symbol)
+        case wire.Deposit():
+            return Deposit(command.user_id, _asset(command.asset), _units(command.amount, "amount"))
+        case wire.Withdraw():
+            return Withdraw(
+                command.user_id, _asset(command.asset), _units(command.amount, "amount")
+            )
+        case wire.Halt():
+            return HaltMarket(
+                _symbol(command.symbol), _text(command.reason, "reason"), command.cancel_orders
+            )
+        case wire.Resume():
+            return ResumeMarket(_symbol(command.symbol))
+        case wire.SetFeeTier():
+            return SetFeeTier(command.user_id, command.tier)
+    raise BadCommand(f"the worker does not handle {wire.kind_of(command)} commands yet")
+
+
+def _text(value: str, name: str) -> str:
     if not storable(value):
         raise BadCommand(f"{name} must not hold a NUL or a character that is not UTF-8", name)
     return value
 
 
-def _symbol(payload: dict[str, Any], *, required: bool = True) -> str | None:
-    value = payload.get("symbol")
-    if value is None and not required:
-        return None
-    if type(value) is not str or not value.isascii() or not _SYMBOL.fullmatch(value.upper()):
+def _symbol(value: str) -> str:
+    if not value.isascii() or not _SYMBOL.fullmatch(value.upper()):
         raise BadCommand("symbol must be a market symbol such as BTC-USDT", "symbol")
     return value.upper()
 
 
-def _asset(payload: dict[str, Any]) -> str:
-    asset = payload.get("asset")
-    if type(asset) is not str or not asset.isascii() or not _ASSET.fullmatch(asset.upper()):
+def _asset(value: str) -> str:
+    if not value.isascii() or not _ASSET.fullmatch(value.upper()):
         raise BadCommand("asset must be an upper-case asset code such as USDT", "asset")
-    return asset.upper()
+    return value.upper()
 
 
-def _units(payload: dict[str, Any], name: str, *, required: bool = True) -> int | None:
-    value = payload.get(name)
-    if value is None:
-        if required:
-            raise BadCommand(f"{name} is required", name)
-        return None
-    if type(value) is int:
-        value = str(value)
-    if type(value) is not str:
-        raise BadCommand(f"{name} must be a decimal string, not {type(value).__name__}", name)
-    if len(value) > MAX_AMOUNT_TEXT:
-        raise BadCommand(f"{name} has at most {MAX_AMOUNT_TEXT} characters", name)
+def _units(value: str, name: str) -> int:
     try:
         return to_units(value)
     except ValueError as exc:
         raise BadCommand(f"{name}: {printable(str(exc))}", name) from None
 
 
-def _int(payload: dict[str, Any], name: str, *, low: int = 1, high: int = MAX_BIGINT) -> int:
-    value = payload.get(name)
-    if type(value) is not int or not low <= value <= high:
-        raise BadCommand(f"{name} must be an integer from {low} to {high}", name)
-    return value
-
-
-def _bool(payload: dict[str, Any], name: str) -> bool:
-    value = payload.get(name, False)
-    if type(value) is not bool:
-        raise BadCommand(f"{name} must be true or false", name)
-    return value
-
-
-def _choice(payload: dict[str, Any], name: str, enum: Any, default: Any = None) -> Any:
-    value = payload.get(name, default)
-    try:
-        if type(value) is not str:
-            raise ValueError
-        return enum(value)
-    except ValueError:
-        raise BadCommand(
-            f"{name} must be one of {', '.join(e.value for e in enum)}", name
-        ) from None
-
-
-def decode(kind: str, payload: dict[str, Any]) -> Command:
-    """Build the engine command of ``kind`` from its JSON payload.
-
-    Every field is checked here - type, range, length and characters PostgreSQL can store -
-    so that nothing the worker later writes or looks up can be refused by the database.
-    """
-    match kind:
-        case "place":
-            return PlaceOrder(
-                user_id=_int(payload, "user_id"),
-                symbol=_symbol(payload) or "",
-                side=_choice(payload, "side", Side),
-                type=_choice(payload, "type", OrderType),
-                quantity=_units(payload, "quantity") or 0,
-                price=_units(payload, "price", required=False),
-                time_in_force=_choice(payload, "time_in_force", TimeInForce, "GTC"),
-                post_only=_bool(payload, "post_only"),
-                client_order_id=_client_order_id(payload),
-            )
-        case "amend":
-            return AmendOrder(
-                user_id=_int(payload, "user_id"),
-                order_id=_int(payload, "order_id"),
-                quantity=_units(payload, "quantity", required=False),
-                price=_units(payload, "price", required=False),
-            )
-        case "cancel":
-            order_id = payload.get("order_id")
-            return CancelOrder(
-                user_id=_int(payload, "user_id"),
-                order_id=_int(payload, "order_id") if order_id is not None else None,
-                client_order_id=_client_order_id(payload),
-            )
-        case "cancel_all":
-            return CancelAllOrders(_int(payload, "user_id"), _symbol(payload, required=False))
-        case "deposit":
-            return Deposit(
-                _int(payload, "user_id"), _asset(payload), _units(payload, "amount") or 0
-            )
-        case "withdraw":
-            return Withdraw(
-                _int(payload, "user_id"), _asset(payload), _units(payload, "amount") or 0
-            )
-        case "halt":
-            return HaltMarket(
-                _symbol(payload) or "",
-                _text(payload, "reason", MAX_REASON_LENGTH, required=False),
-                _bool(payload, "cancel_orders"),
-            )
-        case "resume":
-            return ResumeMarket(_symbol(payload) or "")
-        case "set_fee_tier":
-            return SetFeeTier(_int(payload, "user_id"), _int(payload, "tier", high=2**31 - 1))
-    raise BadCommand(f"unknown command kind {printable(repr(kind)[:80])}")
-
-
-def _client_order_id(payload: dict[str, Any]) -> str | None:
+def _client_order_id(value: str | None) -> str | None:
     """Refused here, not by the orders table's CHECK failing the commit."""
-    value = payload.get("client_order_id")
-    if value is not None and not (isinstance(value, str) and CLIENT_ORDER_ID.fullmatch(value)):
+    if value is not None and not CLIENT_ORDER_ID.fullmatch(value):
         raise BadCommand("client_order_id is 1 to 64 letters, digits or . _ : -", "client_order_id")
     return value
 
 
-def rejected(code: RejectCode | str, message: str, field: str | None = None) -> dict[str, Any]:
+def rejected(code: RejectCode | str, message: str, field: str | None = None) -> wire.Reply:
     """A refusal as replied and recorded (its text is made storable: it may quote input)."""
-    return {
-        "ok": False,
-        "error": {"code": str(code), "message": printable(message), "field": field},
-    }
+    return wire.refusal(str(code), printable(message), field)
 
 
-def trade_json(event: TradeExecuted) -> dict[str, Any]:
-    return {
-        "id": event.trade_id,
-        "symbol": event.symbol,
-        "price": show(event.price),
-        "quantity": show(event.quantity),
-        "quote_quantity": show(event.quote_quantity),
-        "taker_side": event.taker_side.value,
-        "maker_order_id": event.maker_order_id,
-        "taker_order_id": event.taker_order_id,
-        "buyer_user_id": event.buyer_user_id,
-        "seller_user_id": event.seller_user_id,
-        "buyer_order_id": event.buyer_order_id,
-        "seller_order_id": event.seller_order_id,
-        "buyer_fee": show(event.buyer_fee),
-        "seller_fee": show(event.seller_fee),
-    }
+def reply_for(
+    command: Command,
+    events: list[Event],
+    changes: Sequence[wire.StoredOrder] = (),
+    fills: Sequence[wire.Trade] = (),
+) -> wire.Reply:
+    """What the caller of ``command`` is told: the outcome, the order as stored after it,
+    the fills as stored, the ids cancelled.
 
-
-def reply_for(command: Command, events: list[Event]) -> dict[str, Any]:
-    """What the caller of ``command`` is told: the outcome, the order ids and the fills."""
-    reply: dict[str, Any] = {"ok": True, "error": None}
-    order_ids: list[int] = []
-    fills: list[dict[str, Any]] = []
-    cancelled: list[int] = []
+    ``changes`` and ``fills`` are the rows the batch built from ``events``
+    (:class:`workers.matching.store.Batch`): the reply shows what is committed.
+    """
+    reply = wire.Reply(fills=list(fills))
+    order_id: int | None = None
     for event in events:
         match event:
             case CommandRejected():
                 return rejected(event.code, event.message, event.field)
             case BalanceChanged():  # the most frequent event
                 if isinstance(command, Deposit | Withdraw):
-                    reply["balance"] = {
-                        "user_id": event.user_id,
-                        "asset": event.asset,
-                        "available": show(event.available),
-                        "locked": show(event.locked),
-                    }
+                    reply.balance = wire.BalanceRow(
+                        user_id=event.user_id,
+                        asset=event.asset,
+                        available=wire.amount_text(event.available),
+                        locked=wire.amount_text(event.locked),
+                    )
             case OrderAccepted() | OrderAmended():
-                if event.order_id not in order_ids:
-                    order_ids.append(event.order_id)
+                if order_id is None:
+                    order_id = event.order_id
             case OrderDuplicate():
-                order_ids.append(event.order_id)
-                reply["duplicate"] = True
-            case TradeExecuted():
-                fills.append(trade_json(event))
+                order_id = event.order_id
+                reply.duplicate = True
             case OrderCancelled():
-                cancelled.append(event.order_id)
-                if isinstance(command, CancelOrder) and event.order_id not in order_ids:
-                    order_ids.append(event.order_id)
-            case OrderUpdated():
-                pass
+                reply.cancelled.append(event.order_id)
+                if isinstance(command, CancelOrder) and order_id is None:
+                    order_id = event.order_id
             case MarketHalted() | MarketResumed():
-                reply["symbol"] = event.symbol
-    reply["order_id"] = order_ids[0] if order_ids else None
-    reply["fills"] = fills
-    reply["cancelled"] = cancelled
+                reply.symbol = event.symbol
+    if order_id is not None:
+        reply.order_id = order_id
+        for order in reversed(changes):
+            if order.id == order_id:
+                reply.order = order
+                break
     return reply

@@ -1,9 +1,10 @@
 """After a commit: the Redis order-book cache and the events on pub/sub (the worker itself
 sends the replies, in the same pipeline, after these).
 
-The cache (`orderbook:{symbol}:bids|asks`, the seed's keys) holds one member per price
-level: score = the price in 1e-8 units (exact in a double below 2^53), member = JSON
-``{"price", "quantity", "orders"}`` with decimal strings. ``orderbook:{symbol}:seq`` holds
+Every message is one of :mod:`app.wire`'s types. The cache (`orderbook:{symbol}:bids|asks`,
+the seed's keys) holds one member per price level: score = the price in 1e-8 units (exact
+in a double below 2^53), member = a :class:`app.wire.BookLevel` (``{"price", "quantity",
+"orders"}`` with decimal strings). ``orderbook:{symbol}:seq`` holds
 the sequence of the last delta applied, written in the same MULTI as the levels and the
 delta message, so a reader that takes (levels, seq) atomically can join the delta stream
 without a gap.
@@ -12,12 +13,11 @@ without a gap.
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any
 
-import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 
+from app import wire
 from app.kit.redis import Keys
 from engine import (
     BalanceChanged,
@@ -26,26 +26,20 @@ from engine import (
     Event,
     MarketHalted,
     MarketResumed,
-    OrderAccepted,
-    OrderAmended,
-    OrderCancelled,
-    OrderUpdated,
+    MarketStatus,
     RiskEventRaised,
     Side,
-    TradeExecuted,
 )
-from engine.units import show
-from workers.matching.codec import trade_json
+from workers.matching.store import Batch
 
 SIDE_KEY = {Side.BUY: "bids", Side.SELL: "asks"}
+amount = wire.amount_text
 
 
-def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
-def level_member(price: int, quantity: int, orders: int) -> str:
-    return _dumps({"price": show(price), "quantity": show(quantity), "orders": orders})
+def level_member(price: int, quantity: int, orders: int) -> bytes:
+    return wire.encode(
+        wire.BookLevel(price=amount(price), quantity=amount(quantity), orders=orders)
+    )
 
 
 APPLY_BOOK_DELTA = """
@@ -70,11 +64,11 @@ def apply_book_delta(
     keys: Keys,
     symbol: str,
     levels: list[BookLevelChanged],
-    changes: list[dict[str, Any]],
+    changes: list[wire.LevelChange],
 ) -> None:
-    args: list[str | int] = [
-        changes[-1]["sequence"],
-        _dumps({"type": "delta", "symbol": symbol, "levels": changes}),
+    args: list[str | bytes | int] = [
+        changes[-1].sequence,
+        wire.encode(wire.BookDelta(symbol=symbol, levels=changes)),
     ]
     for level in levels:
         member = level_member(level.price, level.quantity, level.order_count)
@@ -94,66 +88,18 @@ def apply_book_delta(
     )
 
 
-def order_message(event: Event) -> dict[str, Any] | None:
-    match event:
-        case OrderAccepted():
-            return {
-                "type": "order",
-                "event": "accepted",
-                "order_id": event.order_id,
-                "symbol": event.symbol,
-                "side": event.side.value,
-                "order_type": event.type.value,
-                "quantity": show(event.quantity),
-                "price": show(event.price) if event.price is not None else None,
-                "status": "PENDING",
-                "filled_quantity": "0",
-                "client_order_id": event.client_order_id,
-            }
-        case OrderUpdated():
-            return {
-                "type": "order",
-                "event": "updated",
-                "order_id": event.order_id,
-                "symbol": event.symbol,
-                "status": event.status.value,
-                "filled_quantity": show(event.filled_quantity),
-            }
-        case OrderCancelled():
-            return {
-                "type": "order",
-                "event": "cancelled",
-                "order_id": event.order_id,
-                "symbol": event.symbol,
-                "status": "CANCELLED",
-                "filled_quantity": show(event.filled_quantity),
-                "reason": event.reason.value,
-            }
-        case OrderAmended():
-            return {
-                "type": "order",
-                "event": "amended",
-                "order_id": event.order_id,
-                "symbol": event.symbol,
-                "quantity": show(event.quantity),
-                "price": show(event.price),
-            }
-    return None
-
-
 def publish_events(
-    pipe: Pipeline, keys: Keys, events: list[Event], risk_ids: list[int], executed_at: str
+    pipe: Pipeline, keys: Keys, events: list[Event], risk_ids: list[int], batch: Batch
 ) -> None:
     """Queue the cache updates and pub/sub messages of one committed batch on ``pipe``.
 
     The cache gets each price level's final state once per batch; the delta messages keep
-    every change, so subscribers see a contiguous sequence. ``pipe`` need not be a
-    transaction: each symbol's cache update is one atomic script.
+    every change, so subscribers see a contiguous sequence. Orders and trades are shown as
+    ``batch`` stored them. ``pipe`` need not be a transaction: each symbol's cache update
+    is one atomic script.
     """
     levels: dict[str, dict[tuple[Side, int], BookLevelChanged]] = defaultdict(dict)
-    deltas: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    trades: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    user_messages: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    deltas: dict[str, list[wire.LevelChange]] = defaultdict(list)
     risk_iter = iter(risk_ids)
     for event in events:
         match event:
@@ -162,54 +108,47 @@ def publish_events(
             case BookLevelChanged():
                 levels[event.symbol][event.side, event.price] = event
                 deltas[event.symbol].append(
-                    {
-                        "sequence": event.sequence,
-                        "side": event.side.value,
-                        "price": show(event.price),
-                        "quantity": show(event.quantity),
-                        "orders": event.order_count,
-                    }
-                )
-            case TradeExecuted():
-                trade = {**trade_json(event), "executed_at": executed_at}
-                trades[event.symbol].append(trade)
-                user_messages[event.buyer_user_id].append({"type": "fill", "side": "BUY", **trade})
-                user_messages[event.seller_user_id].append(
-                    {"type": "fill", "side": "SELL", **trade}
+                    wire.LevelChange(
+                        sequence=event.sequence,
+                        side=event.side,
+                        price=amount(event.price),
+                        quantity=amount(event.quantity),
+                        orders=event.order_count,
+                    )
                 )
             case RiskEventRaised():
-                pipe.publish(
-                    keys.risk_channel(),
-                    _dumps(
-                        {
-                            "id": next(risk_iter, None),
-                            "user_id": event.user_id,
-                            "event_type": event.event_type.value,
-                            "severity": event.severity.value,
-                            "description": event.description,
-                            "order_id": event.order_id,
-                            "symbol": event.symbol,
-                        }
-                    ),
+                alert = wire.RiskAlert(
+                    id=next(risk_iter, None),
+                    user_id=event.user_id,
+                    event_type=event.event_type,
+                    severity=event.severity,
+                    description=event.description,
+                    order_id=event.order_id,
+                    symbol=event.symbol,
                 )
-            case MarketHalted() | MarketResumed():
-                status = "HALTED" if isinstance(event, MarketHalted) else "TRADING"
-                pipe.publish(
-                    keys.book_channel(event.symbol),
-                    _dumps({"type": "status", "symbol": event.symbol, "status": status}),
+                pipe.publish(keys.risk_channel(), wire.encode(alert))
+            case MarketHalted():
+                status = wire.MarketStatusChanged(
+                    symbol=event.symbol, status=MarketStatus.HALTED, reason=event.reason or None
                 )
-            case _:
-                message = order_message(event)
-                if message is not None:
-                    user_messages[event.user_id].append(message)  # type: ignore[union-attr]
+                pipe.publish(keys.book_channel(event.symbol), wire.encode(status))
+                # Every API process's market cache follows this one channel.
+                pipe.publish(keys.markets_channel(), wire.encode(status))
+            case MarketResumed():
+                status = wire.MarketStatusChanged(symbol=event.symbol, status=MarketStatus.TRADING)
+                pipe.publish(keys.book_channel(event.symbol), wire.encode(status))
+                pipe.publish(keys.markets_channel(), wire.encode(status))
     for symbol, changes in deltas.items():
         apply_book_delta(pipe, keys, symbol, list(levels[symbol].values()), changes)
+    trades: dict[str, list[wire.Trade]] = defaultdict(list)
+    for trade in batch.trades:
+        trades[trade.symbol].append(trade)
     for symbol, symbol_trades in trades.items():
-        pipe.publish(
-            keys.trades_channel(symbol), _dumps({"symbol": symbol, "trades": symbol_trades})
-        )
-    for user_id, messages in user_messages.items():
-        pipe.publish(keys.user_channel(user_id), _dumps({"user_id": user_id, "events": messages}))
+        message = wire.TradesEvent(symbol=symbol, trades=symbol_trades)
+        pipe.publish(keys.trades_channel(symbol), wire.encode(message))
+    for user_id, user_events in batch.user_events.items():
+        mine = wire.UserEvents(user_id=user_id, events=user_events)
+        pipe.publish(keys.user_channel(user_id), wire.encode(mine))
 
 
 async def rebuild_book_cache(redis: Redis, keys: Keys, engine: Engine) -> None:

@@ -4,21 +4,30 @@ Rows are folded per batch: an order touched by several commands is written once 
 final state, a balance once with its final amounts. The ledger keeps every change.
 
 Each table's rows travel as one JSON document (``json_populate_recordset`` against the
-table's own row type): orjson builds it in C and PostgreSQL parses it in C, where binding
+table's own row type): msgspec builds it in C and PostgreSQL parses it in C, where binding
 arrays costs asyncpg a Python-level check per element and binary ``numeric`` encoding of
-``Decimal`` objects. Amounts are exact decimal strings with 8 places.
+``Decimal`` objects. Amounts are exact decimal strings.
+
+What the callers and subscribers are shown is built here too, from the same events, so it
+is what is stored: each order's row after each change (:class:`app.wire.StoredOrder`, kept
+for every open order in :data:`OpenOrders`), each trade's row (:class:`app.wire.Trade`), and
+the per-user events. The batch's timestamp is chosen when the batch is matched, and written
+as the orders' ``created_at``/``updated_at`` and the trades' ``executed_at``, so a reply can
+say them before the commit.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
-import orjson
+import msgspec
+from msgspec.structs import replace
 
+from app import wire
 from engine import (
     BalanceChanged,
     BalanceReason,
@@ -30,13 +39,15 @@ from engine import (
     OrderAccepted,
     OrderAmended,
     OrderCancelled,
+    OrderStatus,
     OrderUpdated,
     RiskEventRaised,
+    Side,
     TradeExecuted,
 )
-from engine.units import show
 
 Row = dict[str, Any]
+amount = wire.amount_text
 
 AMOUNT_COLUMNS = ("quantity", "price", "filled_quantity")
 """Order columns the batch keeps in integer units until it writes them."""
@@ -44,7 +55,7 @@ AMOUNT_COLUMNS = ("quantity", "price", "filled_quantity")
 
 def money(units: int | None) -> str | None:
     """Units as an exact decimal string (PostgreSQL reads it as NUMERIC)."""
-    return None if units is None else show(units)
+    return None if units is None else wire.amount_text(units)
 
 
 def _with_money(row: Row) -> Row:
@@ -55,8 +66,70 @@ def _with_money(row: Row) -> Row:
     return row
 
 
-def _json(rows: list[Row]) -> str:
-    return orjson.dumps(rows).decode()
+_encoder = msgspec.json.Encoder()
+
+OpenOrders = dict[int, wire.StoredOrder]
+"""The stored row of every open order, by id: what a cancel, an amend or a fill of it shows."""
+
+
+def _json(rows: list[Any]) -> str:
+    return _encoder.encode(rows).decode()
+
+
+_last_at = datetime.min.replace(tzinfo=UTC)
+
+
+def batch_time() -> datetime:
+    """Now, but strictly later than the previous batch's: an order changed by two batches
+    gets two different ``updated_at`` (the orders trigger keeps an explicit new one)."""
+    global _last_at
+    now = datetime.now(UTC)
+    _last_at = now if now > _last_at else _last_at + timedelta(microseconds=1)
+    return _last_at
+
+
+def trade_row(event: TradeExecuted, executed_at: datetime) -> wire.Trade:
+    """A trade as stored (the ``trades`` row, with the engine's maker/taker order ids)."""
+    return wire.Trade(
+        id=event.trade_id,
+        symbol=event.symbol,
+        price=amount(event.price),
+        quantity=amount(event.quantity),
+        quote_quantity=amount(event.quote_quantity),
+        taker_side=event.taker_side,
+        maker_order_id=event.maker_order_id,
+        taker_order_id=event.taker_order_id,
+        buyer_user_id=event.buyer_user_id,
+        seller_user_id=event.seller_user_id,
+        buyer_order_id=event.buyer_order_id,
+        seller_order_id=event.seller_order_id,
+        buyer_fee=amount(event.buyer_fee),
+        seller_fee=amount(event.seller_fee),
+        executed_at=executed_at,
+    )
+
+
+_OPEN_ORDERS = """
+SELECT COALESCE(json_agg(json_build_object(
+    'id', id, 'user_id', user_id, 'symbol', symbol, 'side', side, 'type', type,
+    'time_in_force', time_in_force, 'post_only', post_only,
+    'quantity', trim_scale(quantity)::text, 'price', trim_scale(price)::text,
+    'filled_quantity', trim_scale(filled_quantity)::text, 'status', status,
+    'client_order_id', client_order_id, 'cancel_reason', cancel_reason,
+    'created_at', created_at, 'updated_at', updated_at)), '[]')
+FROM orders WHERE status IN ('PENDING', 'PARTIAL')
+"""
+_open_orders = msgspec.json.Decoder(list[wire.StoredOrder])
+
+
+async def load_open_orders(conn: asyncpg.Connection) -> OpenOrders:
+    """The rows of the open orders (the ones the engine is restored with).
+
+    PostgreSQL writes them as one JSON document (amounts without trailing zeros, as the
+    wire spells them) and msgspec reads it in C; the worker runs this query while it
+    restores the engine, so PostgreSQL's part overlaps with the restore's Python."""
+    orders = _open_orders.decode(await conn.fetchval(_OPEN_ORDERS))
+    return {order.id: order for order in orders}
 
 
 @dataclass
@@ -64,23 +137,29 @@ class Batch:
     new_orders: dict[int, Row] = field(default_factory=dict)
     changed_orders: dict[int, Row] = field(default_factory=dict)
     """Changes to orders stored by an earlier batch; a missing column keeps its value."""
-    trades: list[TradeExecuted] = field(default_factory=list)
+    open_orders: OpenOrders = field(default_factory=dict)
+    """The worker's rows of open orders: updated as events are added (shared by batches)."""
+    trades: list[wire.Trade] = field(default_factory=list)
     balances: dict[tuple[int, str], tuple[int, int]] = field(default_factory=dict)
     ledger: list[Row] = field(default_factory=list)
     risk_events: list[RiskEventRaised] = field(default_factory=list)
     market_status: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     book_sequences: dict[str, int] = field(default_factory=dict)
     fee_tiers: dict[int, int] = field(default_factory=dict)
+    kyc_statuses: dict[int, str] = field(default_factory=dict)
+    """Admins' KYC decisions (``set_kyc``), the last one per user."""
     processed: list[Row] = field(default_factory=list)
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)
-    executed_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    results: dict[str, wire.Reply] = field(default_factory=dict)
+    changes: list[wire.StoredOrder] = field(default_factory=list)
+    """Each order's row after each change, in order (a command's replies read its own)."""
+    user_events: dict[int, list[wire.OrderEvent | wire.FillEvent]] = field(default_factory=dict)
+    executed_at: datetime = field(default_factory=batch_time)
+    """The batch's time: the orders' created_at/updated_at and the trades' executed_at."""
 
     def __bool__(self) -> bool:
         return bool(self.processed)
 
-    def record(
-        self, command_id: str, kind: str, user_id: int | None, result: dict[str, Any]
-    ) -> None:
+    def record(self, command_id: str, kind: str, user_id: int | None, result: wire.Reply) -> None:
         self.results[command_id] = result
         self.processed.append(
             {"command_id": command_id, "kind": kind, "user_id": user_id, "result": result}
@@ -105,6 +184,7 @@ class Batch:
                 case BookLevelChanged():
                     self.book_sequences[event.symbol] = event.sequence
                 case OrderAccepted():
+                    self._accepted(event)
                     self.new_orders[event.order_id] = {
                         "id": event.order_id,
                         "user_id": event.user_id,
@@ -120,6 +200,8 @@ class Batch:
                         "post_only": event.post_only,
                         "priority": event.priority,
                         "cancel_reason": None,
+                        "created_at": self.executed_at,
+                        "updated_at": self.executed_at,
                     }
                 case OrderCancelled():
                     self._change(
@@ -130,13 +212,41 @@ class Batch:
                             "cancel_reason": event.reason.value,
                         },
                     )
+                    old = self.open_orders.pop(event.order_id, None)
+                    if old is not None:
+                        self._show(
+                            "cancelled",
+                            replace(
+                                old,
+                                filled_quantity=amount(event.filled_quantity),
+                                status=OrderStatus.CANCELLED,
+                                cancel_reason=event.reason,
+                                updated_at=self.executed_at,
+                            ),
+                        )
                 case OrderUpdated():
                     self._change(
                         event.order_id,
                         {"filled_quantity": event.filled_quantity, "status": event.status.value},
                     )
+                    old = self.open_orders.get(event.order_id)
+                    if old is not None:
+                        order = replace(
+                            old,
+                            filled_quantity=amount(event.filled_quantity),
+                            status=event.status,
+                            updated_at=self.executed_at,
+                        )
+                        if event.status is OrderStatus.FILLED:
+                            del self.open_orders[event.order_id]
+                        else:
+                            self.open_orders[event.order_id] = order
+                        self._show("updated", order)
                 case TradeExecuted():
-                    self.trades.append(event)
+                    trade = trade_row(event, self.executed_at)
+                    self.trades.append(trade)
+                    self._event(event.buyer_user_id, wire.FillEvent(side=Side.BUY, trade=trade))
+                    self._event(event.seller_user_id, wire.FillEvent(side=Side.SELL, trade=trade))
                 case OrderAmended():
                     self._change(
                         event.order_id,
@@ -146,6 +256,16 @@ class Batch:
                             "priority": event.priority,
                         },
                     )
+                    old = self.open_orders.get(event.order_id)
+                    if old is not None:
+                        order = replace(
+                            old,
+                            quantity=amount(event.quantity),
+                            price=amount(event.price),
+                            updated_at=self.executed_at,
+                        )
+                        self.open_orders[event.order_id] = order
+                        self._show("amended", order)
                 case RiskEventRaised():
                     self.risk_events.append(event)
                 case MarketHalted():
@@ -155,37 +275,56 @@ class Batch:
                 case FeeTierChanged():
                     self.fee_tiers[event.user_id] = event.tier
 
+    def _accepted(self, event: OrderAccepted) -> None:
+        order = wire.StoredOrder(
+            id=event.order_id,
+            user_id=event.user_id,
+            symbol=event.symbol,
+            side=event.side,
+            type=event.type,
+            time_in_force=event.time_in_force,
+            post_only=event.post_only,
+            quantity=amount(event.quantity),
+            price=None if event.price is None else amount(event.price),
+            filled_quantity="0",
+            status=OrderStatus.PENDING,
+            client_order_id=event.client_order_id,
+            cancel_reason=None,
+            created_at=self.executed_at,
+            updated_at=self.executed_at,
+        )
+        self.open_orders[event.order_id] = order
+        self._show("accepted", order)
+
+    def _show(self, change: wire.OrderChange, order: wire.StoredOrder) -> None:
+        self.changes.append(order)
+        self._event(order.user_id, wire.OrderEvent(event=change, order=order))
+
+    def _event(self, user_id: int, event: wire.OrderEvent | wire.FillEvent) -> None:
+        events = self.user_events.get(user_id)
+        if events is None:
+            self.user_events[user_id] = [event]
+        else:
+            events.append(event)
+
     def _change(self, order_id: int, values: Row) -> None:
         new = self.new_orders.get(order_id)
         if new is not None:
             new.update(values)
         else:
-            self.changed_orders.setdefault(order_id, {"id": order_id}).update(values)
+            row = self.changed_orders.get(order_id)
+            if row is None:
+                row = self.changed_orders[order_id] = {
+                    "id": order_id,
+                    "updated_at": self.executed_at,
+                }
+            row.update(values)
 
     async def write(self, conn: asyncpg.Connection) -> list[int]:
         """Write every row in one statement (one round trip, one implicit transaction).
 
         Returns the ids of the new risk events, in order.
         """
-        self.executed_at = datetime.now(UTC)
-        executed_at = self.executed_at.isoformat()
-        trades = [
-            {
-                "id": e.trade_id,
-                "symbol": e.symbol,
-                "buyer_order_id": e.buyer_order_id,
-                "seller_order_id": e.seller_order_id,
-                "quantity": money(e.quantity),
-                "price": money(e.price),
-                "buyer_fee": money(e.buyer_fee),
-                "seller_fee": money(e.seller_fee),
-                "buyer_user_id": e.buyer_user_id,
-                "seller_user_id": e.seller_user_id,
-                "taker_side": e.taker_side.value,
-                "executed_at": executed_at,
-            }
-            for e in self.trades
-        ]
         balances = [
             {"user_id": user, "asset": asset, "available": money(a), "locked": money(b)}
             for (user, asset), (a, b) in self.balances.items()
@@ -209,15 +348,16 @@ class Batch:
             }
             for symbol in sorted(set(self.market_status) | set(self.book_sequences))
         ]
-        tables = {
+        tables: dict[str, list[Any]] = {
             "new_orders": [_with_money(o) for o in self.new_orders.values()],
             "changed_orders": [_with_money(c) for c in self.changed_orders.values()],
-            "new_trades": trades,
+            "new_trades": self.trades,  # the columns are read by name; the rest is ignored
             "new_balances": balances,
             "new_ledger": self.ledger,
             "new_processed": self.processed,
             "changed_markets": markets,
             "changed_fee_tiers": [{"id": u, "fee_tier": t} for u, t in self.fee_tiers.items()],
+            "changed_kyc": [{"id": u, "kyc_status": k} for u, k in self.kyc_statuses.items()],
             "new_risk_events": risk,
         }
         written = {name: rows for name, rows in tables.items() if rows}
@@ -228,9 +368,11 @@ class Batch:
 WRITES = {
     "new_orders": """
     INSERT INTO orders (id, user_id, symbol, side, type, quantity, price, filled_quantity,
-        status, client_order_id, time_in_force, post_only, priority, cancel_reason)
+        status, client_order_id, time_in_force, post_only, priority, cancel_reason,
+        created_at, updated_at)
     SELECT id, user_id, symbol, side, type, quantity, price, filled_quantity, status,
-        client_order_id, time_in_force, post_only, priority, cancel_reason
+        client_order_id, time_in_force, post_only, priority, cancel_reason, created_at,
+        updated_at
     FROM json_populate_recordset(NULL::orders, $?::json)""",
     "changed_orders": """
     UPDATE orders o SET
@@ -239,7 +381,8 @@ WRITES = {
         quantity = COALESCE(u.quantity, o.quantity),
         price = COALESCE(u.price, o.price),
         priority = COALESCE(u.priority, o.priority),
-        cancel_reason = COALESCE(u.cancel_reason, o.cancel_reason)
+        cancel_reason = COALESCE(u.cancel_reason, o.cancel_reason),
+        updated_at = COALESCE(u.updated_at, o.updated_at)
     FROM json_populate_recordset(NULL::orders, $?::json) AS u
     WHERE o.id = u.id""",
     "new_trades": """
@@ -274,6 +417,10 @@ WRITES = {
     "changed_fee_tiers": """
     UPDATE users SET fee_tier = u.fee_tier, fee_tier_override = true
     FROM json_to_recordset($?::json) AS u(id bigint, fee_tier int)
+    WHERE users.id = u.id""",
+    "changed_kyc": """
+    UPDATE users SET kyc_status = u.kyc_status
+    FROM json_to_recordset($?::json) AS u(id bigint, kyc_status varchar)
     WHERE users.id = u.id""",
     "new_risk_events": """
     INSERT INTO risk_events (user_id, event_type, severity, description, metadata)

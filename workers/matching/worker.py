@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+import msgspec
 import orjson
 from prometheus_client import Counter as Metric
 from prometheus_client import Histogram
@@ -61,24 +62,28 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app import wire
 from app.config import Settings
 from app.kit.bus import CONSUMER_GROUP
 from app.kit.db import plain_url
 from app.kit.metrics import serve_metrics
 from app.kit.redis import Keys
-from engine import Command, CommandRejected, Engine, Event, RejectCode
+from engine import AmendOrder, Command, Engine, Event, PlaceOrder, RejectCode
+from workers.matching.batches import Entries, entries, run_entries
 from workers.matching.codec import (
     BadCommand,
     command_id_problem,
-    decode,
+    engine_command,
     printable,
+    read,
     recorded_kind,
     rejected,
     reply_for,
 )
+from workers.matching.kyc import KYC_MESSAGE, KYC_REQUIRED, KycBook, load_kyc
 from workers.matching.publish import publish_events, rebuild_book_cache
 from workers.matching.recovery import restore_engine
-from workers.matching.store import Batch
+from workers.matching.store import Batch, OpenOrders, load_open_orders
 
 log = logging.getLogger(__name__)
 
@@ -126,18 +131,25 @@ REPLY_SECONDS = Histogram(
 
 WRITTEN_OFF = "the worker could not process this command"
 
+Decoded = Command | wire.SetKyc | Entries
+"""What the matcher runs: an engine command, or one the worker handles around the engine
+(a KYC decision; a batch's entries, each an engine command)."""
 
-def _decode(kind: str, payload_text: str) -> Command | dict[str, Any]:
-    """The engine command of a stream entry, or the INVALID_INPUT reply if it has none."""
+
+def _decode(kind: str, payload_text: str) -> Decoded | wire.Reply:
+    """The command of a stream entry, or the INVALID_INPUT reply if it has none."""
     try:
-        payload = orjson.loads(payload_text)
-        if not isinstance(payload, dict):
-            raise BadCommand("the payload must be a JSON object")
-        return decode(kind, payload)
+        command = read(kind, payload_text)
+        match command:
+            case wire.SetKyc():
+                return command  # the worker's own state, around the engine
+            case wire.PlaceBatch() | wire.CancelBatch():
+                return entries(command)
+        return engine_command(command)
     except BadCommand as exc:
         return rejected(RejectCode.INVALID_INPUT, str(exc), exc.field)
-    except (orjson.JSONDecodeError, UnicodeError) as exc:
-        return rejected(RejectCode.INVALID_INPUT, f"the payload is not JSON: {exc}")
+    except UnicodeError as exc:
+        return rejected(RejectCode.INVALID_INPUT, f"the payload is not UTF-8 JSON: {exc}")
     except Exception:  # a codec bug must not stop matching: the command is not run
         log.exception("could not decode a %r command", printable(kind)[:40])
         return rejected(RejectCode.INVALID_INPUT, "the command could not be read")
@@ -149,7 +161,7 @@ def _after(entry_id: str) -> str:
     return f"{millis}-{int(sequence) + 1}"
 
 
-def _user_of(command: Command) -> int | None:
+def _user_of(command: Decoded) -> int | None:
     user_id = getattr(command, "user_id", None)
     return user_id if isinstance(user_id, int) else None
 
@@ -176,7 +188,7 @@ class Matched:
     entry_ids: list[str]
     batch: Batch
     events: list[Event]
-    replies: dict[str, list[dict[str, Any]]]
+    replies: dict[str, list[wire.Answer]]
     started: float
     write_off_only: bool = False
     """Only written-off entries: if even recording them fails, they are answered anyway."""
@@ -201,9 +213,12 @@ class MatchingWorker:
         """The matcher's connection: reads (committed command ids, users)."""
         self.writer: asyncpg.Connection | None = None
         """The committer's connection: one statement per batch."""
-        self.known_users: set[int] = set()
-        self.in_flight: dict[str, dict[str, Any]] = {}
+        self.kyc = KycBook()
+        """Which users exist and which may trade (the worker writes their KYC status)."""
+        self.in_flight: dict[str, wire.Reply | msgspec.Raw] = {}
         """Replies of commands matched but not yet committed, by command id."""
+        self.open_orders: OpenOrders = {}
+        """The stored row of every open order (what replies and events show of it)."""
         self.batches: asyncio.Queue[Matched] = asyncio.Queue(maxsize=1)
         """Matched, waiting for the committer."""
         self.committed: asyncio.Queue[Matched] = asyncio.Queue(maxsize=1)
@@ -233,9 +248,14 @@ class MatchingWorker:
             enable_hashjoin="off", enable_mergejoin="off", enable_seqscan="off"
         )
         started = time.perf_counter()
+        # The rows of the open orders (what replies and events show of them) are read on
+        # the other connection while the engine is restored: nothing writes orders yet.
+        open_orders = asyncio.ensure_future(load_open_orders(self.writer))
         self.engine = await restore_engine(
             self.conn, max_open_orders_per_user=self.settings.max_open_orders_per_user
         )
+        self.open_orders = await open_orders
+        self.kyc = await load_kyc(self.conn)
         log.info("engine restored in %.3fs", time.perf_counter() - started)
         # The restored books are long-lived: keep them out of every collection, and collect
         # the young generation less often (a batch allocates thousands of short-lived
@@ -409,13 +429,17 @@ class MatchingWorker:
         await self.batches.join()
         await self.committed.join()
 
-    async def _committed(self, ids: list[str]) -> tuple[dict[str, dict[str, Any]], set[str]]:
+    async def _committed(
+        self, ids: list[str]
+    ) -> tuple[dict[str, wire.Reply | msgspec.Raw], set[str]]:
         """Replies already given to any of ``ids`` (in flight, or committed earlier), and
         the ids whose lookup failed on their own (written off: they cannot be stored)."""
         assert self.conn is not None
         # In-flight replies first: an id leaves ``in_flight`` only after its commit, so an
         # id missing here is either committed before the query below starts, or new.
-        found = {i: self.in_flight[i] for i in ids if i in self.in_flight}
+        found: dict[str, wire.Reply | msgspec.Raw] = {
+            i: self.in_flight[i] for i in ids if i in self.in_flight
+        }
         rest = [i for i in ids if i not in found]
         if not rest:
             return found, set()
@@ -437,12 +461,13 @@ class MatchingWorker:
                 failed.add(command_id)
         return found, failed
 
-    async def _lookup(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+    async def _lookup(self, ids: list[str]) -> dict[str, wire.Reply | msgspec.Raw]:
+        """The stored replies of ``ids``, as stored: they are sent on undecoded."""
         assert self.conn is not None
         rows = await self.conn.fetch(
             "SELECT command_id, result FROM processed_commands WHERE command_id = ANY($1)", ids
         )
-        return {row["command_id"]: orjson.loads(row["result"]) for row in rows}
+        return {row["command_id"]: msgspec.Raw(row["result"]) for row in rows}
 
     async def _match(
         self,
@@ -482,12 +507,13 @@ class MatchingWorker:
         ]
         committed, failed = await lookup
         await self._learn_users(decoded)
-        batch = Batch()
+        batch = Batch(open_orders=self.open_orders)
         events: list[Event] = []
-        replies: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        replies: dict[str, list[wire.Answer]] = defaultdict(list)
         outcomes: Counter[tuple[str, str]] = Counter()
         for (entry_id, fields), command_id, command in zip(entries, ids, decoded, strict=True):
             kind = recorded_kind(fields.get("kind"))
+            result: wire.Reply | msgspec.Raw
             if entry_id in unusable:
                 result = rejected(RejectCode.INVALID_INPUT, unusable[entry_id], "id")
                 command_id = printable(command_id)  # answered, never stored
@@ -507,13 +533,13 @@ class MatchingWorker:
                 outcomes[kind, "replayed"] += 1
             else:
                 assert command is not None
-                result, user_id, command_events = self._execute(command)
-                batch.add(command_id, command_events)
-                batch.record(command_id, kind, user_id, result)
+                reply, user_id, command_events = self._execute(command, batch, command_id)
+                batch.record(command_id, kind, user_id, reply)
                 events.extend(command_events)
-                outcomes[kind, "ok" if result["ok"] else "rejected"] += 1
+                outcomes[kind, "ok" if reply.ok else "rejected"] += 1
+                result = reply
             if fields.get("reply_to"):
-                replies[fields["reply_to"]].append({"id": command_id, "result": result})
+                replies[fields["reply_to"]].append(wire.Answer(id=command_id, result=result))
         for (kind, outcome), count in outcomes.items():
             COMMANDS.labels(kind, outcome).inc(count)
         self.in_flight.update(batch.results)
@@ -575,11 +601,9 @@ class MatchingWorker:
         # Book cache and events first, then the replies: a caller that reads the book after
         # its reply sees its order. Acknowledging last only risks a harmless replay.
         async with self.redis.pipeline(transaction=False) as pipe:
-            publish_events(
-                pipe, self.keys, matched.events, matched.risk_ids, batch.executed_at.isoformat()
-            )
+            publish_events(pipe, self.keys, matched.events, matched.risk_ids, batch)
             for channel, channel_replies in matched.replies.items():
-                pipe.publish(channel, orjson.dumps({"replies": channel_replies}))
+                pipe.publish(channel, wire.encode(wire.ReplyBatch(replies=channel_replies)))
             pipe.xack(self.stream, CONSUMER_GROUP, *matched.entry_ids)
             # Everything before the batch's last entry is acknowledged (batches go in order):
             # trim by id instead of naming every entry again.
@@ -595,29 +619,56 @@ class MatchingWorker:
         )
 
     def _execute(
-        self, command: Command | dict[str, Any]
-    ) -> tuple[dict[str, Any], int | None, list[Event]]:
-        """Run one decoded command; a payload that could not be decoded is its own reply."""
+        self, command: Decoded | wire.Reply, batch: Batch, command_id: str
+    ) -> tuple[wire.Reply, int | None, list[Event]]:
+        """Run one decoded command and add its events to ``batch``; a payload that could not
+        be decoded is its own reply."""
         assert self.engine is not None
-        if isinstance(command, dict):
+        if isinstance(command, wire.Reply):
             return command, None, []
         user_id = _user_of(command)
-        if user_id is not None and user_id not in self.known_users:
-            refusal = CommandRejected(RejectCode.NOT_FOUND, f"no user {user_id}", "user_id")
-            return reply_for(command, [refusal]), None, []
-        events = self.engine.process(command)
-        return reply_for(command, events), user_id, events
+        if user_id is not None and user_id not in self.kyc.known:
+            return rejected(RejectCode.NOT_FOUND, f"no user {user_id}", "user_id"), None, []
+        match command:
+            case PlaceOrder() | AmendOrder() if not self.kyc.may_trade(command.user_id):
+                # The worker holds every user's KYC status (it writes it): an approval or a
+                # rejection counts from the next command on, whichever API process sent it.
+                return rejected(KYC_REQUIRED, KYC_MESSAGE), user_id, []
+            case Entries():
+                may_trade = self.kyc.may_trade(command.user_id)
+                reply, events = run_entries(
+                    command, may_trade, lambda each: self._run(each, batch, command_id)
+                )
+                return reply, user_id, events
+            case wire.SetKyc():
+                self.kyc.record(command.user_id, command.status)
+                batch.kyc_statuses[command.user_id] = command.status
+                return wire.Reply(), user_id, []
+        reply, events = self._run(command, batch, command_id)
+        return reply, user_id, events
 
-    async def _learn_users(self, commands: list[Command | dict[str, Any] | None]) -> None:
-        """Remember which user ids exist (users are created by the API, never deleted)."""
+    def _run(
+        self, command: Command, batch: Batch, command_id: str
+    ) -> tuple[wire.Reply, list[Event]]:
+        """One engine command: its events go into ``batch``, its reply shows their rows."""
+        assert self.engine is not None
+        events = self.engine.process(command)
+        changed, filled = len(batch.changes), len(batch.trades)
+        batch.add(command_id, events)
+        reply = reply_for(command, events, batch.changes[changed:], batch.trades[filled:])
+        return reply, events
+
+    async def _learn_users(self, commands: list[Decoded | wire.Reply | None]) -> None:
+        """Read the users seen for the first time (created since the start)."""
         wanted: set[int] = set()
         for command in commands:
-            user_id = None if command is None or isinstance(command, dict) else _user_of(command)
-            if user_id is not None and user_id not in self.known_users:
+            user_id = (
+                None if command is None or isinstance(command, wire.Reply) else _user_of(command)
+            )
+            if user_id is not None and user_id not in self.kyc.known:
                 wanted.add(user_id)
         if wanted and self.conn is not None:
-            rows = await self.conn.fetch("SELECT id FROM users WHERE id = ANY($1)", list(wanted))
-            self.known_users.update(row["id"] for row in rows)
+            await self.kyc.learn(self.conn, wanted)
 
 
 async def _bounded(step: Awaitable[Any], seconds: float = 2.0) -> bool:
