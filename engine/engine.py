@@ -8,9 +8,9 @@ The rules are the brief's section 3; the choices it leaves open are in docs/adr/
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Final, cast
 
 from engine.accounts import Accounts, Balance
 from engine.book import BookSide, Order, OrderBook
@@ -58,20 +58,29 @@ from engine.market import DEFAULT_FEE_TIERS, DEFAULT_TIER, FeeRates, MarketSpec
 from engine.snapshot import BalanceState, EngineSnapshot, RestingOrderState
 from engine.units import MAX_AMOUNT, PPM, SCALE, show
 
-BUY, SELL = Side.BUY, Side.SELL
-LIMIT, MARKET = OrderType.LIMIT, OrderType.MARKET
-GTC, IOC, FOK = TimeInForce.GTC, TimeInForce.IOC, TimeInForce.FOK
-PENDING, PARTIAL, FILLED = OrderStatus.PENDING, OrderStatus.PARTIAL, OrderStatus.FILLED
-TRADE, FEE = BalanceReason.TRADE, BalanceReason.FEE
-ORDER_LOCK, ORDER_UNLOCK = BalanceReason.ORDER_LOCK, BalanceReason.ORDER_UNLOCK
-HALTED, TRADING = MarketStatus.HALTED, MarketStatus.TRADING
+# Final: compiled, each is a C static instead of a global and an attribute lookup.
+BUY: Final = Side.BUY
+SELL: Final = Side.SELL
+LIMIT: Final = OrderType.LIMIT
+MARKET: Final = OrderType.MARKET
+GTC: Final = TimeInForce.GTC
+IOC: Final = TimeInForce.IOC
+FOK: Final = TimeInForce.FOK
+PARTIAL: Final = OrderStatus.PARTIAL
+FILLED: Final = OrderStatus.FILLED
+TRADE: Final = BalanceReason.TRADE
+FEE: Final = BalanceReason.FEE
+ORDER_LOCK: Final = BalanceReason.ORDER_LOCK
+ORDER_UNLOCK: Final = BalanceReason.ORDER_UNLOCK
+HALTED: Final = MarketStatus.HALTED
+TRADING: Final = MarketStatus.TRADING
 
 # Accept the enum members and their plain string values alike (StrEnum hashes as str).
 _SIDES: dict[object, Side] = {s: s for s in Side}
 _TYPES: dict[object, OrderType] = {t: t for t in OrderType}
 _TIFS: dict[object, TimeInForce] = {t: t for t in TimeInForce}
 
-_NO_LIMIT = 1 << 200
+_NO_LIMIT: Final = 1 << 200
 """Key limit of a market order: above every price key."""
 
 MAX_CLIENT_ORDER_ID_LENGTH = 64
@@ -212,29 +221,36 @@ class Engine:
         self._client_order_ids: dict[tuple[int, str], int] = {}
         self._next_order_id = 1
         self._next_trade_id = 1
-        self._handlers: dict[type[Any], Callable[[Any], list[Event]]] = {
-            PlaceOrder: self._place,
-            AmendOrder: self._amend,
-            CancelOrder: self._cancel,
-            CancelAllOrders: self._cancel_all,
-            Deposit: self._deposit,
-            Withdraw: self._withdraw,
-            HaltMarket: self._halt,
-            ResumeMarket: self._resume,
-            SetFeeTier: self._set_fee_tier,
-        }
 
     # ------------------------------------------------------------------ public API
 
     def process(self, command: Command) -> list[Event]:
         """Apply one command and return what happened, in order."""
-        handler = self._handlers.get(type(command))
-        if handler is None:
-            raise TypeError(f"not an engine command: {command!r}")
+        # An ``is`` chain, most frequent first: compiled, each test is a pointer comparison
+        # and each call a direct C call (a dict of bound methods was two dynamic calls).
+        kind = type(command)
         try:
-            return handler(command)
+            if kind is PlaceOrder:
+                return self._place(cast(PlaceOrder, command))
+            if kind is CancelOrder:
+                return self._cancel(cast(CancelOrder, command))
+            if kind is AmendOrder:
+                return self._amend(cast(AmendOrder, command))
+            if kind is Deposit:
+                return self._deposit(cast(Deposit, command))
+            if kind is Withdraw:
+                return self._withdraw(cast(Withdraw, command))
+            if kind is CancelAllOrders:
+                return self._cancel_all(cast(CancelAllOrders, command))
+            if kind is HaltMarket:
+                return self._halt(cast(HaltMarket, command))
+            if kind is ResumeMarket:
+                return self._resume(cast(ResumeMarket, command))
+            if kind is SetFeeTier:
+                return self._set_fee_tier(cast(SetFeeTier, command))
         except _Rejected as rejected:
             return [rejected.event]
+        raise TypeError(f"not an engine command: {command!r}")
 
     @property
     def fee_account_id(self) -> int:
