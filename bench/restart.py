@@ -32,6 +32,7 @@ from app.kit.bus import CommandBus
 from app.kit.db import plain_url
 from app.kit.embedded import EmbeddedServices
 from app.kit.redis import Keys, create_redis
+from engine.native import PURE_VARIABLE
 from tests.support import services as svc
 from tests.support.processes import Platform
 
@@ -147,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--users", type=int, default=1_000)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--pure", action="store_true", help="the worker runs the pure engine")
     args = parser.parse_args(argv)
 
     embedded = EmbeddedServices()
@@ -165,6 +167,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     platform = Platform(settings=settings, log_dir=Path(tempfile.mkdtemp(prefix="tg-restart-")))
     platform.env["TRADEGRAPH_LOG_LEVEL"] = "INFO"
+    if args.pure:
+        platform.env[PURE_VARIABLE] = "1"
     try:
         migrate.upgrade(database_url)
         seeded = asyncio.run(seed(database_url, args.users, args.orders))
@@ -176,6 +180,7 @@ def main(argv: list[str] | None = None) -> None:
         embedded.close()
     result = {
         "orders": args.orders,
+        "engine": "pure" if args.pure else "as installed (compiled unless it could not be)",
         "seconds": [round(s, 3) for s in seconds],
         "median": round(statistics.median(seconds), 3),
         "restore_seconds": restored,
@@ -184,7 +189,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.json:
         print(json.dumps(result))
         return
-    print(f"worker restart with {args.orders:,} resting orders ({args.users:,} traders)")
+    print(
+        f"worker restart with {args.orders:,} resting orders ({args.users:,} traders), "
+        f"engine {result['engine']}"
+    )
     print(f"  seeded in {seeded:.1f}s")
     for n, (total, engine) in enumerate(zip(seconds, restored, strict=False), 1):
         print(f"  run {n}: ready and answering in {total:.2f}s (engine rebuilt in {engine:.2f}s)")

@@ -8,7 +8,7 @@ The rules are the brief's section 3; the choices it leaves open are in docs/adr/
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Final, cast
 
@@ -1124,48 +1124,73 @@ class Engine:
 
         reserved: dict[tuple[int, str], int] = {}
         highest = 0
-        for state in sorted(snapshot.orders, key=lambda s: (s.priority, s.order_id)):
-            book = engine._books.get(state.symbol)
+        books = engine._books
+        orders = engine._orders
+        user_orders = engine._user_orders
+        client_order_ids = engine._client_order_ids
+        by_user = accounts.by_user
+        for state in _in_priority(snapshot.orders):
+            order_id, user_id, price = state.order_id, state.user_id, state.price
+            quantity, filled = state.quantity, state.filled_quantity
+            book = books.get(state.symbol)
             if book is None:
-                raise ValueError(f"order {state.order_id} is on unknown market {state.symbol}")
-            if state.order_id in engine._orders:
-                raise ValueError(f"order {state.order_id} given twice")
+                raise ValueError(f"order {order_id} is on unknown market {state.symbol}")
+            if order_id in orders:
+                raise ValueError(f"order {order_id} given twice")
             if not (
-                0 <= state.filled_quantity < state.quantity
-                and state.quantity % book.lot_size == 0
-                and state.filled_quantity % book.lot_size == 0
-                and state.price > 0
-                and state.price % book.tick_size == 0
+                0 <= filled < quantity
+                and quantity % book.lot_size == 0
+                and filled % book.lot_size == 0
+                and price > 0
+                and price % book.tick_size == 0
             ):
-                raise ValueError(f"order {state.order_id} is off the market grid: {state}")
-            side = Side(state.side)
+                raise ValueError(f"order {order_id} is off the market grid: {state}")
+            side = _SIDES.get(state.side)
+            if side is None:
+                raise ValueError(f"order {order_id} has no side: {state}")
+            assets = by_user.get(user_id)
+            if assets is None:
+                assets = by_user[user_id] = {}
+            base = assets.get(book.base)
+            if base is None:
+                base = assets[book.base] = Balance()
+            quote = assets.get(book.quote)
+            if quote is None:
+                quote = assets[book.quote] = Balance()
             order = Order(
-                state.order_id,
-                state.user_id,
+                order_id,
+                user_id,
                 book,
                 side,
                 LIMIT,
                 GTC,
-                state.price,
-                state.quantity,
+                price,
+                quantity,
                 state.post_only,
                 state.client_order_id,
                 state.priority,
-                accounts.get(state.user_id, book.base),
-                accounts.get(state.user_id, book.quote),
+                base,
+                quote,
             )
-            order.filled = state.filled_quantity
-            order.remaining = state.remaining
-            order.reserved = state.reserved
-            asset = book.quote if side is BUY else book.base
-            key = (state.user_id, asset)
+            remaining = quantity - filled
+            order.filled = filled
+            order.remaining = remaining
+            is_buy = side is BUY
+            order.reserved = price * remaining // SCALE if is_buy else remaining
+            key = (user_id, book.quote if is_buy else book.base)
             reserved[key] = reserved.get(key, 0) + order.reserved
-            book.side(side).append(order)
-            engine._orders[order.id] = order
-            engine._user_orders.setdefault(order.user_id, {})[order.id] = order
+            (book.bids if is_buy else book.asks).append(order)
+            orders[order_id] = order
+            mine = user_orders.get(user_id)
+            if mine is None:
+                mine = user_orders[user_id] = {}
+            mine[order_id] = order
             if state.client_order_id is not None:
-                engine._client_order_ids[state.user_id, state.client_order_id] = order.id
-            highest = max(highest, order.id, order.priority)
+                client_order_ids[user_id, state.client_order_id] = order_id
+            if order_id > highest:
+                highest = order_id
+            if order.priority > highest:
+                highest = order.priority
         for user_id, asset, balance in accounts.items():
             if balance.locked != reserved.get((user_id, asset), 0):
                 raise ValueError(
@@ -1184,16 +1209,34 @@ class Engine:
         return engine
 
 
+def _in_priority(states: Sequence[RestingOrderState]) -> Sequence[RestingOrderState]:
+    """The orders by (priority, id): as given when they already are (the worker reads them
+    so), sorted otherwise."""
+    previous_priority = previous_id = -1
+    for state in states:
+        priority, order_id = state.priority, state.order_id
+        if priority < previous_priority or (
+            priority == previous_priority and order_id < previous_id
+        ):
+            return sorted(states, key=_priority_key)
+        previous_priority, previous_id = priority, order_id
+    return states
+
+
+def _priority_key(state: RestingOrderState) -> tuple[int, int]:
+    return state.priority, state.order_id
+
+
 def _resting_state(order: Order) -> RestingOrderState:
     return RestingOrderState(
-        order_id=order.id,
-        user_id=order.user_id,
-        symbol=order.book.symbol,
-        side=order.side,
-        price=order.price,
-        quantity=order.quantity,
-        filled_quantity=order.filled,
-        priority=order.priority,
-        post_only=order.post_only,
-        client_order_id=order.client_order_id,
+        order.id,
+        order.user_id,
+        order.book.symbol,
+        order.side,
+        order.price,
+        order.quantity,
+        order.filled,
+        order.priority,
+        order.post_only,
+        order.client_order_id,
     )
