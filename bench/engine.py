@@ -399,6 +399,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--resting", type=int, default=200_000, help="orders for bytes/order")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds of the shared stream (best of each)"
+    )
     parser.add_argument("--no-pure", action="store_true", help="skip the pure-engine column")
     parser.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -418,8 +421,16 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"Measuring ({engine.BUILD}) …", file=sys.stderr, flush=True)
     ours = measure_engine(commands, stream, resting)
+    # The shared stream in rounds, each engine once a round, best of each: the machine's load
+    # changes by the second, and the ratios should not depend on when each peer ran.
     pyorderbook_rate, pyorderbook_open = run_pyorderbook(rows)
     liquibook_rate, liquibook_open = run_liquibook(rows)
+    for _ in range(args.rounds - 1):
+        ours["stream_commands_per_second"] = max(
+            ours["stream_commands_per_second"], throughput(stream)[0]
+        )
+        pyorderbook_rate = max(pyorderbook_rate, run_pyorderbook(rows)[0])
+        liquibook_rate = max(liquibook_rate, run_liquibook(rows)[0])
     # All three matched alike: the same orders are left in the books.
     assert pyorderbook_open == liquibook_open == still_open, (
         pyorderbook_open,
@@ -440,6 +451,7 @@ def main(argv: list[str] | None = None) -> None:
         "mixed": ours,
         "pure": pure,
         "stream": {
+            "rounds": args.rounds,
             "commands": len(rows),
             "limit_places": places,
             "pyorderbook_commands_per_second": pyorderbook_rate,
@@ -464,10 +476,10 @@ def report(result: dict[str, Any]) -> None:
     print(f"engine: {result['build']}")
     print(f"mixed flow: {count:,} commands, {ACCOUNTS} accounts, 2 symbols; {mix}")
     print()
-    print(f"{'engine, mixed flow':<44}" + "".join(f"{name:>22}" for name, _ in columns))
+    print(f"{'engine, mixed flow':<44}" + "".join(f"{name:>26}" for name, _ in columns))
 
     def line(label: str, cell: Callable[[dict[str, float]], str]) -> None:
-        print(f"{label:<44}" + "".join(f"{cell(figures):>22}" for _, figures in columns))
+        print(f"{label:<44}" + "".join(f"{cell(figures):>26}" for _, figures in columns))
 
     line("  throughput", lambda f: f"{f['commands_per_second']:,.0f} cmd/s")
     line(
@@ -479,7 +491,7 @@ def report(result: dict[str, Any]) -> None:
     print()
     print(
         f"same place/cancel stream: {stream['commands']:,} commands "
-        f"({stream['limit_places']:,} limit places)"
+        f"({stream['limit_places']:,} limit places), best of {stream['rounds']} rounds"
     )
     print(f"{'':<44}{'cmd/s':>14}{'engine ÷ peer':>16}")
     for name, figures in columns:
