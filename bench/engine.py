@@ -10,10 +10,11 @@
    The stream is built so that no order ever meets its owner's (no self-trade prevention
    differences), so all three do the same matching; the peers are checked to agree.
 
-Every input (commands, peer orders) is built before the clock starts. When the engine is
-compiled (``engine.COMPILED``), the same measurements of the pure-Python engine follow in a
-column of their own, from a child process with TRADEGRAPH_PURE_ENGINE=1 (``--no-pure``
-skips it; ``--json`` prints the figures as JSON).
+Every input (commands, peer orders) is built before the clock starts, then frozen out of the
+garbage collector, whose threshold is then set as the worker sets it, for every engine.
+When the engine is compiled (``engine.COMPILED``), the same measurements of the pure-Python
+engine follow in a column of their own, from a child process with TRADEGRAPH_PURE_ENGINE=1
+(``--no-pure`` skips it; ``--json`` prints the figures as JSON).
 """
 
 from __future__ import annotations
@@ -56,6 +57,10 @@ from engine import (
 from engine.native import PURE_VARIABLE
 
 FEE_ACCOUNT = 0
+GC_THRESHOLD = (50_000, 50, 100)
+"""The cycle collector as the matching worker tunes it (workers/matching/worker.py), for
+every engine measured here, the peers included: the default threshold collects the young
+generation every 700 allocations, and a command allocates several events."""
 ACCOUNTS = 200
 TARGET_OPEN_ORDERS = 20_000  # per run; cancels speed up above it, like a real book
 
@@ -413,11 +418,16 @@ def main(argv: list[str] | None = None) -> None:
     commands = mixed.run(count)
     peers = Generator(random.Random(args.seed + 1), peers_only=True)
     stream = peers.run(count)
+    rows = peer_inputs(stream)
+    still_open = len(peers.engine.snapshot().orders)
+    # As the worker does once its books are restored: what exists now (the inputs) is kept
+    # out of every collection.
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
     if args.engine_only:
         print(json.dumps(measure_engine(commands, stream, resting)))
         return
-    rows = peer_inputs(stream)
-    still_open = len(peers.engine.snapshot().orders)
 
     print(f"Measuring ({engine.BUILD}) …", file=sys.stderr, flush=True)
     ours = measure_engine(commands, stream, resting)
