@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--resting", type=int, default=200_000, help="orders for bytes/order")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     parser.add_argument(
-        "--rounds", type=int, default=3, help="rounds of the shared stream (best of each)"
+        "--rounds", type=int, default=3, help="runs of each throughput figure (best of)"
     )
     parser.add_argument("--no-pure", action="store_true", help="skip the pure-engine column")
     parser.add_argument("--engine-only", action="store_true", help=argparse.SUPPRESS)
