@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -74,10 +75,12 @@ class BuildEngine(build_ext):
 
     def run(self) -> None:
         in_place = self.inplace or getattr(self, "editable_mode", False)
+        # Only this build's modules: a module compiled by an earlier build but not by this
+        # one would shadow its source; and a build that fails half way leaves no fingerprint.
+        shutil.rmtree(Path(self.build_lib) / "engine" / "_native", ignore_errors=True)
         if in_place and self.extensions:
-            # A build that fails half way must not leave a fingerprint beside it.
-            (native.NATIVE / native.FINGERPRINT_FILE).unlink(missing_ok=True)
-            native.NATIVE.mkdir(exist_ok=True)
+            shutil.rmtree(native.NATIVE, ignore_errors=True)
+            native.NATIVE.mkdir()
         try:
             super().run()
         except Exception as exc:  # no compiler, a compile error

@@ -59,6 +59,9 @@ def native_dir(package: Path = PACKAGE) -> tuple[Path | None, str]:
         return None, "pure: not compiled (no mypyc or C compiler at install; `make native`)"
     if built != fingerprint(package):
         return None, "pure: the sources changed since they were compiled (`make native`)"
+    stray = [p.name for p in native.glob("*.so") if f"{p.name.split('.')[0]}.py" in NOT_COMPILED]
+    if stray:
+        return None, f"pure: {native} holds modules that must not be compiled: {stray}"
     return native, f"compiled by mypyc ({native})"
 
 
