@@ -1,7 +1,7 @@
 FROM python:3.11-slim
 WORKDIR /srv/tradegraph
 RUN apt-get update && apt-get install -y --no-install-recommends gcc make && rm -rf /var/lib/apt/lists/*
-COPY pyproject.toml constraints.txt README.md ./
+COPY pyproject.toml setup.py constraints.txt README.md ./
 COPY app app
 COPY graph graph
 COPY engine engine

@@ -4,13 +4,23 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint types schema bench bench-engine bench-worker clean-data
+NATIVE := engine/_native/FINGERPRINT
 
-$(STAMP): pyproject.toml constraints.txt
+.PHONY: run test lint types schema native bench bench-engine bench-worker bench-restart clean-data
+
+# The editable install also compiles the engine with mypyc (setup.py; pure Python if it
+# cannot). PIP_CONSTRAINT pins the build's mypy too.
+$(STAMP): pyproject.toml constraints.txt setup.py
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade "pip>=24"
-	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
+	PIP_CONSTRAINT=constraints.txt $(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[dev,bench]'
 	touch $(STAMP)
+
+## native: compile the engine again after editing it (until then the pure source runs)
+native: $(NATIVE)
+
+$(NATIVE): $(wildcard engine/*.py) setup.py | $(STAMP)
+	$(BIN)/python setup.py -q build_ext --inplace
 
 ## run: start PostgreSQL + Redis (embedded unless DATABASE_URL/REDIS_URL are set), migrate, serve on :8000
 run: $(STAMP)
@@ -24,9 +34,11 @@ lint: $(STAMP)
 	$(BIN)/mypy app graph workers migrations tests bench
 	$(BIN)/lint-imports
 
-## test: lint, then the whole suite against real PostgreSQL and Redis
-test: lint
+## test: lint, then the whole suite against real PostgreSQL and Redis (the compiled engine,
+## if it built), then the engine's tests again on the pure-Python engine
+test: lint native
 	$(BIN)/python -m pytest
+	TRADEGRAPH_PURE_ENGINE=1 $(BIN)/python -m pytest -q tests/engine
 
 ## schema: regenerate frontend-contract/schema.graphql from the Strawberry schema
 schema: $(STAMP)
@@ -36,8 +48,11 @@ schema: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
-bench-engine: $(STAMP)
+bench-engine: $(STAMP) $(NATIVE)
 	$(BIN)/python -m bench.engine
+
+bench-restart: $(STAMP) $(NATIVE)
+	$(BIN)/python -m bench.restart
 
 bench-worker: $(STAMP)
 	$(BIN)/python -m bench.worker

@@ -6,8 +6,15 @@ Drive it with commands and store the events it returns::
     events = engine.process(PlaceOrder(user_id, "BTC-USDT", Side.BUY, OrderType.LIMIT, ...))
 
 Amounts and prices are ``int`` units of 1e-8 (``to_units``/``from_units`` at the edges).
+
+``COMPILED`` says whether this process runs the mypyc-compiled modules or the pure-Python
+source (``BUILD`` says why); ``engine.native`` explains the choice.
 """
 
+# First: it decides where the modules imported below come from (compiled or source).
+from engine.native import BUILD, COMPILED
+
+# isort: split
 from engine.accounts import Balance
 from engine.commands import (
     AmendOrder,
@@ -56,7 +63,9 @@ from engine.snapshot import BalanceState, EngineSnapshot, RestingOrderState
 from engine.units import PPM, SCALE, fee_for, from_units, notional, to_units
 
 __all__ = [
+    "BUILD",
     "CLIENT_ORDER_ID",
+    "COMPILED",
     "DEFAULT_FEE_TIERS",
     "DEFAULT_TIER",
     "MAX_CLIENT_ORDER_ID_LENGTH",

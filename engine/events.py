@@ -4,14 +4,14 @@ The events of a command are complete: the matching worker writes every database 
 (orders, trades, balances, ledger entries, risk events) and every Redis book-cache update
 from them alone.
 
-Events are declared frozen for the type checker. At run time they are plain slotted
-dataclasses, because the frozen ``__init__`` (one ``object.__setattr__`` per field) made
-building them four times slower, and the engine builds several per command; see
-docs/adr/0006-engine-hot-path.md. Treat them as immutable.
+Treat events as immutable. They are slotted dataclasses (equality, ``repr``, ``hash``,
+``dataclasses.replace`` and pattern matching as usual) with a hand-written ``__init__``:
+the engine builds several per command, and a generated ``__init__`` is interpreted even
+when the engine is compiled (mypyc keeps the one ``dataclasses`` writes), ten times slower
+than a compiled one; a frozen one is slower still. See docs/adr/0006-engine-hot-path.md.
 """
 
 from dataclasses import dataclass
-from typing import TypeVar, dataclass_transform
 
 from engine.enums import (
     BalanceReason,
@@ -25,15 +25,8 @@ from engine.enums import (
     TimeInForce,
 )
 
-_T = TypeVar("_T")
 
-
-@dataclass_transform(frozen_default=True)
-def _event(cls: type[_T]) -> type[_T]:
-    return dataclass(slots=True, unsafe_hash=True)(cls)
-
-
-@_event
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class OrderAccepted:
     """A new order passed every check; it is stored as ``PENDING``.
 
@@ -55,8 +48,36 @@ class OrderAccepted:
     reserved: int
     priority: int
 
+    def __init__(
+        self,
+        order_id: int,
+        user_id: int,
+        symbol: str,
+        side: Side,
+        type: OrderType,
+        time_in_force: TimeInForce,
+        quantity: int,
+        price: int | None,
+        post_only: bool,
+        client_order_id: str | None,
+        reserved: int,
+        priority: int,
+    ) -> None:
+        self.order_id = order_id
+        self.user_id = user_id
+        self.symbol = symbol
+        self.side = side
+        self.type = type
+        self.time_in_force = time_in_force
+        self.quantity = quantity
+        self.price = price
+        self.post_only = post_only
+        self.client_order_id = client_order_id
+        self.reserved = reserved
+        self.priority = priority
 
-@_event
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class CommandRejected:
     """The command changed nothing. ``field`` names the offending input, if one."""
 
@@ -64,12 +85,17 @@ class CommandRejected:
     message: str
     field: str | None = None
 
+    def __init__(self, code: RejectCode, message: str, field: str | None = None) -> None:
+        self.code = code
+        self.message = message
+        self.field = field
+
 
 OrderRejected = CommandRejected
 """The name the issue uses; every rejection (orders, withdrawals, …) is this one event."""
 
 
-@_event
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class OrderDuplicate:
     """A place repeated a client order id: nothing happened; answer with the original."""
 
@@ -77,8 +103,13 @@ class OrderDuplicate:
     user_id: int
     client_order_id: str
 
+    def __init__(self, order_id: int, user_id: int, client_order_id: str) -> None:
+        self.order_id = order_id
+        self.user_id = user_id
+        self.client_order_id = client_order_id
 
-@_event
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class TradeExecuted:
     """A fill at the maker's price. ``quote_quantity`` is ``price * quantity // SCALE``.
 
@@ -101,8 +132,40 @@ class TradeExecuted:
     buyer_fee: int
     seller_fee: int
 
+    def __init__(
+        self,
+        trade_id: int,
+        symbol: str,
+        price: int,
+        quantity: int,
+        quote_quantity: int,
+        taker_side: Side,
+        maker_order_id: int,
+        taker_order_id: int,
+        buyer_user_id: int,
+        seller_user_id: int,
+        buyer_order_id: int,
+        seller_order_id: int,
+        buyer_fee: int,
+        seller_fee: int,
+    ) -> None:
+        self.trade_id = trade_id
+        self.symbol = symbol
+        self.price = price
+        self.quantity = quantity
+        self.quote_quantity = quote_quantity
+        self.taker_side = taker_side
+        self.maker_order_id = maker_order_id
+        self.taker_order_id = taker_order_id
+        self.buyer_user_id = buyer_user_id
+        self.seller_user_id = seller_user_id
+        self.buyer_order_id = buyer_order_id
+        self.seller_order_id = seller_order_id
+        self.buyer_fee = buyer_fee
+        self.seller_fee = seller_fee
 
-@_event
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class OrderUpdated:
     """An order's fills changed: ``PARTIAL`` or ``FILLED``."""
 
@@ -112,8 +175,17 @@ class OrderUpdated:
     filled_quantity: int
     status: OrderStatus
 
+    def __init__(
+        self, order_id: int, user_id: int, symbol: str, filled_quantity: int, status: OrderStatus
+    ) -> None:
+        self.order_id = order_id
+        self.user_id = user_id
+        self.symbol = symbol
+        self.filled_quantity = filled_quantity
+        self.status = status
 
-@_event
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class OrderCancelled:
     """An order left the book or its remainder was not kept; its status is ``CANCELLED``."""
 
@@ -123,8 +195,17 @@ class OrderCancelled:
     filled_quantity: int
     reason: CancelReason
 
+    def __init__(
+        self, order_id: int, user_id: int, symbol: str, filled_quantity: int, reason: CancelReason
+    ) -> None:
+        self.order_id = order_id
+        self.user_id = user_id
+        self.symbol = symbol
+        self.filled_quantity = filled_quantity
+        self.reason = reason
 
-@_event
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class OrderAmended:
     """An open order's quantity and/or price changed; ``reserved`` is its new lock.
 
@@ -142,8 +223,28 @@ class OrderAmended:
     priority: int
     kept_priority: bool
 
+    def __init__(
+        self,
+        order_id: int,
+        user_id: int,
+        symbol: str,
+        quantity: int,
+        price: int,
+        reserved: int,
+        priority: int,
+        kept_priority: bool,
+    ) -> None:
+        self.order_id = order_id
+        self.user_id = user_id
+        self.symbol = symbol
+        self.quantity = quantity
+        self.price = price
+        self.reserved = reserved
+        self.priority = priority
+        self.kept_priority = kept_priority
 
-@_event
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class BalanceChanged:
     """One ledger entry. ``available`` and ``locked`` are the balances after the change.
 
@@ -160,8 +261,28 @@ class BalanceChanged:
     reason: BalanceReason
     reference: int | None
 
+    def __init__(
+        self,
+        user_id: int,
+        asset: str,
+        available_delta: int,
+        locked_delta: int,
+        available: int,
+        locked: int,
+        reason: BalanceReason,
+        reference: int | None,
+    ) -> None:
+        self.user_id = user_id
+        self.asset = asset
+        self.available_delta = available_delta
+        self.locked_delta = locked_delta
+        self.available = available
+        self.locked = locked
+        self.reason = reason
+        self.reference = reference
 
-@_event
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class BookLevelChanged:
     """The aggregated quantity at one price level; 0 means the level is gone.
 
@@ -175,27 +296,50 @@ class BookLevelChanged:
     order_count: int
     sequence: int
 
+    def __init__(
+        self, symbol: str, side: Side, price: int, quantity: int, order_count: int, sequence: int
+    ) -> None:
+        self.symbol = symbol
+        self.side = side
+        self.price = price
+        self.quantity = quantity
+        self.order_count = order_count
+        self.sequence = sequence
 
-@_event
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class MarketHalted:
     symbol: str
     reason: str
 
+    def __init__(self, symbol: str, reason: str) -> None:
+        self.symbol = symbol
+        self.reason = reason
 
-@_event
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class MarketResumed:
     symbol: str
 
+    def __init__(self, symbol: str) -> None:
+        self.symbol = symbol
 
-@_event
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class FeeTierChanged:
     user_id: int
     tier: int
     maker_ppm: int
     taker_ppm: int
 
+    def __init__(self, user_id: int, tier: int, maker_ppm: int, taker_ppm: int) -> None:
+        self.user_id = user_id
+        self.tier = tier
+        self.maker_ppm = maker_ppm
+        self.taker_ppm = taker_ppm
 
-@_event
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class RiskEventRaised:
     """A risk event to store in ``risk_events`` (``order_id``/``symbol`` go to metadata)."""
 
@@ -205,6 +349,22 @@ class RiskEventRaised:
     description: str
     order_id: int | None = None
     symbol: str | None = None
+
+    def __init__(
+        self,
+        user_id: int,
+        event_type: RiskEventType,
+        severity: RiskSeverity,
+        description: str,
+        order_id: int | None = None,
+        symbol: str | None = None,
+    ) -> None:
+        self.user_id = user_id
+        self.event_type = event_type
+        self.severity = severity
+        self.description = description
+        self.order_id = order_id
+        self.symbol = symbol
 
 
 Event = (

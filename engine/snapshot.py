@@ -23,9 +23,12 @@ from engine.market import DEFAULT_FEE_TIERS, FeeRates, MarketSpec
 from engine.units import notional
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, init=False, unsafe_hash=True)
 class RestingOrderState:
-    """An open limit order. ``filled_quantity`` < ``quantity``; it is always GTC."""
+    """An open limit order. ``filled_quantity`` < ``quantity``; it is always GTC.
+
+    Treat it as immutable. Its ``__init__`` is written out, as the events' are (see
+    ``engine.events``): a restart builds one per open order, 100,000 and more."""
 
     order_id: int
     user_id: int
@@ -35,8 +38,32 @@ class RestingOrderState:
     quantity: int
     filled_quantity: int
     priority: int
-    post_only: bool = False
-    client_order_id: str | None = None
+    post_only: bool
+    client_order_id: str | None
+
+    def __init__(
+        self,
+        order_id: int,
+        user_id: int,
+        symbol: str,
+        side: Side,
+        price: int,
+        quantity: int,
+        filled_quantity: int,
+        priority: int,
+        post_only: bool = False,
+        client_order_id: str | None = None,
+    ) -> None:
+        self.order_id = order_id
+        self.user_id = user_id
+        self.symbol = symbol
+        self.side = side
+        self.price = price
+        self.quantity = quantity
+        self.filled_quantity = filled_quantity
+        self.priority = priority
+        self.post_only = post_only
+        self.client_order_id = client_order_id
 
     @property
     def remaining(self) -> int:

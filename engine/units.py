@@ -6,12 +6,15 @@ integers so that nothing is ever rounded by accident. See docs/adr/0001-engine-i
 
 import functools
 from decimal import Decimal, InvalidOperation
+from typing import Final
 
-SCALE = 10**8
+# Literal Finals: the compiled engine inlines them (this module itself is not compiled, so
+# that ``to_units`` refuses any value with a ValueError, as the edges expect).
+SCALE: Final = 100_000_000
 """Units per whole coin: amounts are stored like PostgreSQL ``DECIMAL(20, 8)``."""
 
-DECIMALS = 8
-MAX_AMOUNT = 10**20 - 1
+DECIMALS: Final = 8
+MAX_AMOUNT: Final = 99_999_999_999_999_999_999
 """The largest amount or price the record holds (``DECIMAL(20, 8)``: 999,999,999,999.99999999).
 The engine refuses anything larger, and any deposit that would make the exchange hold more
 of an asset, so no balance, order or trade can ever fail to be written."""
@@ -19,7 +22,7 @@ _QUANTUM = Decimal(1).scaleb(-DECIMALS)
 _MAX_EXPONENT = 30
 """Amounts of 10**30 and more are refused before they become integers: ``int()`` of
 ``1E+63000`` alone takes a quarter of a second, and no amount that large can be valid."""
-PPM = 1_000_000
+PPM: Final = 1_000_000
 """Fee rates are parts per million: 0.100 % is 1000."""
 
 

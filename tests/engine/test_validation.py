@@ -1,8 +1,11 @@
 """Every malformed command is rejected with a code and changes nothing."""
 
+from collections.abc import Callable
+
 import pytest
 
 from engine import (
+    COMPILED,
     AmendOrder,
     CancelAllOrders,
     CancelOrder,
@@ -38,17 +41,9 @@ def funded() -> Engine:
 
 PLACE_REJECTIONS = [
     (PlaceOrder(1, "DOGE-USDT", BUY, LIMIT, u("1"), u("1")), RejectCode.UNKNOWN_SYMBOL, "symbol"),
-    (PlaceOrder(1, BTC, "HOLD", LIMIT, u("1"), u("1")), INVALID, "side"),  # type: ignore[arg-type]
-    (PlaceOrder(1, BTC, BUY, "STOP", u("1"), u("1")), INVALID, "type"),  # type: ignore[arg-type]
-    (
-        PlaceOrder(1, BTC, BUY, LIMIT, u("1"), u("100"), "GTD"),  # type: ignore[arg-type]
-        INVALID,
-        "time_in_force",
-    ),
     (PlaceOrder(1, BTC, BUY, LIMIT, 0, u("40000")), INVALID, "quantity"),
     (PlaceOrder(1, BTC, BUY, LIMIT, -u("1"), u("40000")), INVALID, "quantity"),
     (PlaceOrder(1, BTC, BUY, LIMIT, u("0.000015"), u("40000")), INVALID, "quantity"),
-    (PlaceOrder(1, BTC, BUY, LIMIT, 1.0, u("40000")), INVALID, "quantity"),  # type: ignore[arg-type]
     (PlaceOrder(1, BTC, BUY, LIMIT, u("1"), None), INVALID, "price"),
     (PlaceOrder(1, BTC, BUY, LIMIT, u("1"), 0), INVALID, "price"),
     (PlaceOrder(1, BTC, BUY, LIMIT, u("1"), -u("1")), INVALID, "price"),
@@ -93,10 +88,37 @@ PLACE_REJECTIONS = [
 ]
 
 
+WRONGLY_TYPED: list[tuple[Callable[[], PlaceOrder], str]] = [
+    (lambda: PlaceOrder(1, BTC, "HOLD", LIMIT, u("1"), u("1")), "side"),  # type: ignore[arg-type]
+    (lambda: PlaceOrder(1, BTC, BUY, "STOP", u("1"), u("1")), "type"),  # type: ignore[arg-type]
+    (
+        lambda: PlaceOrder(1, BTC, BUY, LIMIT, u("1"), u("100"), "GTD"),  # type: ignore[arg-type]
+        "time_in_force",
+    ),
+    (lambda: PlaceOrder(1, BTC, BUY, LIMIT, 1.0, u("40000")), "quantity"),  # type: ignore[arg-type]
+]
+
+
 @pytest.mark.parametrize(("command", "code", "field"), PLACE_REJECTIONS)
 def test_bad_place_is_rejected_and_changes_nothing(
     command: PlaceOrder, code: RejectCode, field: str | None
 ) -> None:
+    assert_rejected(command, code, field)
+
+
+@pytest.mark.parametrize(("build", "field"), WRONGLY_TYPED)
+def test_a_wrongly_typed_field_is_refused(build: Callable[[], PlaceOrder], field: str) -> None:
+    """The pure engine rejects it like any bad value. Compiled, a command checks its fields'
+    declared types when it is built, so it cannot even be made (the worker's codec checks
+    every type before it builds one)."""
+    if COMPILED:
+        with pytest.raises(TypeError):
+            build()
+    else:
+        assert_rejected(build(), INVALID, field)
+
+
+def assert_rejected(command: PlaceOrder, code: RejectCode, field: str | None) -> None:
     engine = funded()
     before = engine.snapshot()
     events = engine.process(command)
@@ -171,10 +193,15 @@ def test_unknown_command_is_a_programming_error() -> None:
         create_engine().process("PlaceOrder")  # type: ignore[arg-type]
 
 
-def test_plain_string_enum_values_are_accepted() -> None:
+def test_plain_string_enum_values_are_accepted_by_the_pure_engine() -> None:
+    def build() -> PlaceOrder:
+        return PlaceOrder(1, BTC, "BUY", "LIMIT", u("0.01"), u("1000"), "GTC")  # type: ignore[arg-type]
+
+    if COMPILED:  # a compiled command holds enum members only
+        with pytest.raises(TypeError):
+            build()
+        return
     engine = create_engine({1: {"USDT": "1000"}})
-    events = engine.process(
-        PlaceOrder(1, BTC, "BUY", "LIMIT", u("0.01"), u("1000"), "GTC")  # type: ignore[arg-type]
-    )
+    events = engine.process(build())
     assert events[0].side is Side.BUY  # type: ignore[union-attr]
     assert events[0].time_in_force is TimeInForce.GTC  # type: ignore[union-attr]

@@ -1,7 +1,16 @@
-"""Rebuild the engine from PostgreSQL: open orders, balances, fee tiers, sequences."""
+"""Rebuild the engine from PostgreSQL: open orders, balances, fee tiers, sequences.
+
+A restart reads every open order (100,000 and more), so the big tables are read in one
+query each with amounts already in integer units: PostgreSQL scales the DECIMAL(20, 8)
+values by 1e8 and sends them as digits, which ``int()`` reads several times faster than
+asyncpg builds a ``Decimal`` and ``to_units`` converts it. The cycle collector is paused
+while the books are built (a young generation collection every 700 new objects, over a heap
+that only grows).
+"""
 
 from __future__ import annotations
 
+import gc
 from decimal import Decimal
 
 import asyncpg
@@ -19,6 +28,12 @@ from engine import (
 )
 
 PPM = Decimal(1_000_000)
+SIDES = {side.value: side for side in Side}
+
+
+def units(column: str) -> str:
+    """SQL for a DECIMAL(20, 8) column as the digits of its integer units (exact)."""
+    return f"({column} * 100000000)::numeric(28, 0)::text"
 
 
 async def load_snapshot(
@@ -44,36 +59,46 @@ async def load_snapshot(
     }
     fee_account_id = await conn.fetchval("SELECT id FROM users WHERE role = 'system'")
     balances = [
-        BalanceState(
-            row["user_id"], row["asset"], to_units(row["available"]), to_units(row["locked"])
-        )
-        for row in await conn.fetch(
-            "SELECT user_id, asset, available, locked FROM balances "
-            "WHERE available <> 0 OR locked <> 0 ORDER BY user_id, asset"
+        BalanceState(user_id, asset, int(available), int(locked))
+        for user_id, asset, available, locked in await conn.fetch(
+            f"SELECT user_id, asset, {units('available')}, {units('locked')} FROM balances "
+            "WHERE available <> 0 OR locked <> 0 ORDER BY user_id, asset",
         )
     ]
+    sides = SIDES
     orders = [
         RestingOrderState(
-            order_id=row["id"],
-            user_id=row["user_id"],
-            symbol=row["symbol"],
-            side=Side(row["side"]),
-            price=to_units(row["price"]),
-            quantity=to_units(row["quantity"]),
-            filled_quantity=to_units(row["filled_quantity"]),
-            priority=row["priority"] if row["priority"] is not None else row["id"],
-            post_only=row["post_only"],
-            client_order_id=row["client_order_id"],
+            order_id,
+            user_id,
+            symbol,
+            sides[side],
+            int(price),
+            int(quantity),
+            int(filled),
+            order_id if priority is None else priority,
+            post_only,
+            client_order_id,
         )
-        for row in await conn.fetch(
-            "SELECT id, user_id, symbol, side, price, quantity, filled_quantity, priority, "
-            "post_only, client_order_id FROM orders WHERE status IN ('PENDING', 'PARTIAL') "
-            "ORDER BY priority, id"
+        for (
+            order_id,
+            user_id,
+            symbol,
+            side,
+            price,
+            quantity,
+            filled,
+            priority,
+            post_only,
+            client_order_id,
+        ) in await conn.fetch(
+            f"SELECT id, user_id, symbol, side, {units('price')}, {units('quantity')}, "
+            f"{units('filled_quantity')}, priority, post_only, client_order_id FROM orders "
+            "WHERE status IN ('PENDING', 'PARTIAL') ORDER BY priority, id"
         )
     ]
     client_order_ids = {
-        (row["user_id"], row["client_order_id"]): row["id"]
-        for row in await conn.fetch(
+        (user_id, client_order_id): order_id
+        for order_id, user_id, client_order_id in await conn.fetch(
             "SELECT id, user_id, client_order_id FROM orders WHERE client_order_id IS NOT NULL"
         )
     }
@@ -107,6 +132,12 @@ async def load_snapshot(
 async def restore_engine(
     conn: asyncpg.Connection, *, max_open_orders_per_user: int | None = None
 ) -> Engine:
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        snapshot = await load_snapshot(conn, max_open_orders_per_user=max_open_orders_per_user)
-    return Engine.restore(snapshot)
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            snapshot = await load_snapshot(conn, max_open_orders_per_user=max_open_orders_per_user)
+        return Engine.restore(snapshot)
+    finally:
+        if collecting:
+            gc.enable()
