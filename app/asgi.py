@@ -54,7 +54,14 @@ from strawberry.types.unset import UNSET, UnsetType
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.config import Settings, get_settings
-from app.kit.metrics import HTTP_LATENCY, HTTP_REQUESTS, WS_REFUSED, metrics_endpoint
+from app.kit.metrics import (
+    API_PROCESS_REQUESTS,
+    HTTP_LATENCY,
+    HTTP_REQUESTS,
+    WS_REFUSED,
+    metrics_endpoint,
+    process_exiting,
+)
 from app.kit.security import BodySizeLimitMiddleware, error_body
 from app.kit.wsguard import CLOSE_TIMEOUT, CLOSE_TOO_MANY, SLOT, Connections, Slot, WebSocketGuard
 from app.services import Services
@@ -306,6 +313,7 @@ class MetricsMiddleware:
         finally:
             HTTP_LATENCY.labels(path).observe(time.perf_counter() - started)
             HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
+            API_PROCESS_REQUESTS.inc()
 
 
 def _may_read_metrics(request: Request, settings: Settings) -> bool:
@@ -383,6 +391,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             await app.state.services.close()
+            process_exiting()
 
     protocols = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL)
     graphql = GraphQLApp(

@@ -46,6 +46,9 @@ def process_env(settings: Settings) -> dict[str, str]:
         TRADEGRAPH_LOG_LEVEL=os.environ.get("TRADEGRAPH_TEST_PROCESS_LOG_LEVEL", "WARNING"),
         TRADEGRAPH_WORKER_METRICS_PORT=str(settings.worker_metrics_port),
         TRADEGRAPH_MAX_OPEN_ORDERS_PER_USER=str(settings.max_open_orders_per_user),
+        # One API process unless a test asks for more (`--workers`): the per-process caps
+        # the protection tests reach are then the whole API's.
+        TRADEGRAPH_API_WORKERS="1",
     )
     return env
 
