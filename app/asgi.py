@@ -55,7 +55,7 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.config import Settings, get_settings
 from app.kit.metrics import (
-    API_PROCESS_REQUESTS,
+    API_PROCESS_GRAPHQL_REQUESTS,
     HTTP_LATENCY,
     HTTP_REQUESTS,
     WS_REFUSED,
@@ -313,7 +313,8 @@ class MetricsMiddleware:
         finally:
             HTTP_LATENCY.labels(path).observe(time.perf_counter() - started)
             HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
-            API_PROCESS_REQUESTS.inc()
+            if path == "/graphql":
+                API_PROCESS_GRAPHQL_REQUESTS.inc()
 
 
 def _may_read_metrics(request: Request, settings: Settings) -> bool:

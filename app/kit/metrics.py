@@ -5,8 +5,9 @@ one port, so a scrape reaches any one of them: they then use prometheus_client's
 multi-process mode, each writing its values to files in one directory
 (``PROMETHEUS_MULTIPROC_DIR``, set by ``tradegraph api`` before the processes start) and
 ``/metrics`` of any process adding up all of them. Counters and histograms are summed;
-``tradegraph_ws_connections`` is the live processes' sum; ``tradegraph_api_process_requests``
-has one series per process (label ``pid``), which shows how the load is spread.
+``tradegraph_ws_connections`` is the live processes' sum;
+``tradegraph_api_process_graphql_requests`` has one series per process (label ``pid``),
+which shows how the load is spread.
 """
 
 from __future__ import annotations
@@ -41,10 +42,10 @@ HTTP_LATENCY = Histogram(
 )
 
 
-API_PROCESS_REQUESTS = Gauge(
-    "tradegraph_api_process_requests",
-    "HTTP requests served by this API process (one series per process, label pid, when "
-    "several serve one port)",
+API_PROCESS_GRAPHQL_REQUESTS = Gauge(
+    "tradegraph_api_process_graphql_requests",
+    "HTTP requests to /graphql served by this API process (one series per process, label "
+    "pid, when several serve one port)",
     multiprocess_mode="liveall",
 )
 GRAPHQL_CACHE_HITS = Counter(

@@ -109,9 +109,10 @@ class Platform:
         self.start("api", "api", "--host", "127.0.0.1", "--port", str(self.port))
         self.wait_http("/healthz")
 
-    def start_api_on(self, name: str, port: int, timeout: float = 30.0) -> None:
-        """One more API process, on ``port`` (e.g. a second replica behind a proxy)."""
-        self.start(name, "api", "--host", "127.0.0.1", "--port", str(port))
+    def start_api_on(self, name: str, port: int, *args: str, timeout: float = 30.0) -> None:
+        """One more API process, on ``port`` (e.g. a second replica behind a proxy); ``args``
+        are more `tradegraph api` options (``--workers 2``)."""
+        self.start(name, "api", "--host", "127.0.0.1", "--port", str(port), *args)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs[name].poll() is not None:
