@@ -107,12 +107,13 @@ class Context:
             self._authentication = await self._check_credentials()
         return self._authentication
 
-    async def _check_credentials(self) -> Authentication:
+    async def _check_credentials(self, *, fresh: bool = False) -> Authentication:
         try:
             token = self.credentials()
             if token is None:
                 return Authentication()
-            return Authentication(viewer=await self.services.accounts.authenticate(token))
+            viewer = await self.services.accounts.authenticate(token, fresh=fresh)
+            return Authentication(viewer=viewer)
         except InvalidToken as refusal:
             return Authentication(refusal=str(refusal))
         except Exception as exc:
@@ -136,7 +137,7 @@ class Context:
         """
 
         async def check() -> bool:
-            authentication = await self._check_credentials()
+            authentication = await self._check_credentials(fresh=True)
             if authentication.error is not None:
                 raise authentication.error
             return authentication.viewer is not None
