@@ -65,13 +65,12 @@ def test_bearer_headers() -> None:
 
 
 def test_a_verified_token_is_still_refused_once_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.kit import auth
 
     issued = issue_access_token(SECRET, 7, ttl=timedelta(minutes=5))
     first = decode_access_token(SECRET, issued.token)
     assert decode_access_token(SECRET, issued.token) is first  # verified once, then kept
     expiry = issued.expires_at.timestamp()
-    monkeypatch.setattr(auth.time, "time", lambda: expiry)
+    monkeypatch.setattr("app.kit.auth.time.time", lambda: expiry)
     with pytest.raises(InvalidToken, match="access token expired; log in again"):
         decode_access_token(SECRET, issued.token)
 
