@@ -1,8 +1,8 @@
 """Login sessions in Redis: the seed's ``session:{userId}`` hash (TTL 24 h).
 
 Fields: ``token`` (the one access token this session accepts), ``lastActivity`` (ISO-8601,
-touched on every authenticated operation) and ``permissions`` (JSON list). One session per
-user, as the seed's key says: a new login replaces the previous token, and logging out
+touched whenever a check reaches Redis, see below) and ``permissions`` (JSON list). One
+session per user, as the seed's key says: a new login replaces the previous token, and logging out
 deletes the hash, so the old token stops working at once.
 
 Each API process remembers a session it has checked for ``cache_seconds``
