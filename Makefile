@@ -23,8 +23,9 @@ $(NATIVE): $(wildcard engine/*.py) setup.py | $(STAMP)
 	$(BIN)/python setup.py -q build_ext --inplace
 
 ## run: start PostgreSQL + Redis (embedded unless DATABASE_URL/REDIS_URL are set), migrate, serve on :8000
+##      from one API process per core (`make run WORKERS=4`, or TRADEGRAPH_API_WORKERS, for another count)
 run: $(STAMP)
-	$(BIN)/tradegraph run
+	$(BIN)/tradegraph run $(if $(WORKERS),--workers $(WORKERS))
 
 ## lint: ruff (lint + format check), mypy (strict on engine/), import-linter contracts
 lint: $(STAMP)

@@ -24,12 +24,14 @@ import hmac
 import ipaddress
 import json
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any, cast
 
+import orjson
 from cross_web import HTTPException
 from sqlalchemy import text
 from starlette.applications import Starlette
@@ -40,6 +42,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
+from strawberry.http import GraphQLHTTPResponse
 from strawberry.schema import BaseSchema
 from strawberry.subscriptions import GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL
 from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
@@ -54,7 +57,14 @@ from strawberry.types.unset import UNSET, UnsetType
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from app.config import Settings, get_settings
-from app.kit.metrics import HTTP_LATENCY, HTTP_REQUESTS, WS_REFUSED, metrics_endpoint
+from app.kit.metrics import (
+    API_PROCESS_GRAPHQL_REQUESTS,
+    HTTP_LATENCY,
+    HTTP_REQUESTS,
+    WS_REFUSED,
+    metrics_endpoint,
+    process_exiting,
+)
 from app.kit.security import BodySizeLimitMiddleware, error_body
 from app.kit.wsguard import CLOSE_TIMEOUT, CLOSE_TOO_MANY, SLOT, Connections, Slot, WebSocketGuard
 from app.services import Services
@@ -195,6 +205,20 @@ class LegacyWSHandler(_Watchdog, BaseGraphQLWSHandler[Context, None]):
         await super().handle_connection_init(message)
 
 
+# 19 digits or more, not inside a string or not: a number orjson may read as a float.
+_LONG_NUMBER = re.compile(r"\d{19}")
+_LONG_NUMBER_BYTES = re.compile(rb"\d{19}")
+
+
+def encode_body(data: object) -> bytes:
+    """A response body, by orjson; by the standard library for what orjson refuses (a lone
+    surrogate, which an error message may quote from the input)."""
+    try:
+        return orjson.dumps(data)
+    except TypeError:  # orjson.JSONEncodeError is one
+        return json.dumps(data, separators=(",", ":")).encode()
+
+
 class GraphQLApp(GraphQL[Context, None]):
     graphql_ws_handler_class = LegacyWSHandler
     graphql_transport_ws_handler_class = TransportWSHandler
@@ -220,12 +244,39 @@ class GraphQLApp(GraphQL[Context, None]):
 
     def decode_json(self, data: str | bytes) -> object:
         """Bodies, ``variables`` and WebSocket messages that are not UTF-8 or are nested too
-        deep are malformed JSON (HTTP 400 ``BAD_REQUEST``, WebSocket close 4400)."""
+        deep are malformed JSON (HTTP 400 ``BAD_REQUEST``, WebSocket close 4400).
+
+        orjson reads them, except what it reads differently from the standard library, which
+        then does: a number of 19 digits or more (orjson makes a float of an integer past 64
+        bits), and what orjson refuses (a lone surrogate escape such as ``"\\ud800"``, which
+        the input guard refuses with a typed error; ``NaN``; a malformed body, for the
+        standard library's error)."""
+        long_number = _LONG_NUMBER_BYTES if isinstance(data, bytes) else _LONG_NUMBER
+        if not long_number.search(data):  # type: ignore[arg-type]
+            try:
+                return orjson.loads(data)
+            except orjson.JSONDecodeError:
+                pass
         try:
             return json.loads(data.decode("utf-8") if isinstance(data, bytes) else data)
         except (UnicodeDecodeError, RecursionError) as exc:
             reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "nested too deep"
             raise json.JSONDecodeError(f"malformed JSON ({reason})", "", 0) from None
+
+    def create_response(
+        self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
+    ) -> Response:
+        """Strawberry's, with the body written by orjson (WebSocket messages keep
+        :meth:`encode_json`: they must be text frames, and orjson writes bytes)."""
+        response = Response(
+            encode_body(response_data), status_code=200, media_type="application/json"
+        )
+        response.headers.raw.extend(sub_response.headers.raw)
+        if sub_response.background:
+            response.background = sub_response.background
+        if sub_response.status_code:
+            response.status_code = sub_response.status_code
+        return response
 
     def parse_json(self, data: str | bytes) -> Any:
         """An HTTP body (or a GET's ``variables``) must be a JSON object."""
@@ -306,6 +357,8 @@ class MetricsMiddleware:
         finally:
             HTTP_LATENCY.labels(path).observe(time.perf_counter() - started)
             HTTP_REQUESTS.labels(scope["method"], path, str(status)).inc()
+            if path == "/graphql":
+                API_PROCESS_GRAPHQL_REQUESTS.inc()
 
 
 def _may_read_metrics(request: Request, settings: Settings) -> bool:
@@ -383,6 +436,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             yield
         finally:
             await app.state.services.close()
+            process_exiting()
 
     protocols = (GRAPHQL_TRANSPORT_WS_PROTOCOL, GRAPHQL_WS_PROTOCOL)
     graphql = GraphQLApp(

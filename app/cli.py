@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import errno
 import logging
 import os
@@ -70,7 +71,8 @@ def _cannot_listen(host: str, port: int) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Everything `make run` does: services, migrations, then the API (and worker)."""
+    """Everything `make run` does: services, migrations, then the worker and the API (its
+    ``--workers`` processes; stopping the API's supervisor stops them all)."""
     settings = get_settings()
     host: str = args.host or settings.api_host
     port: int = settings.api_port if args.port is None else args.port
@@ -102,9 +104,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         cli = [sys.executable, "-m", "app.cli"]
         worker_cmd = [*cli, "worker"]
         children.append(subprocess.Popen(worker_cmd, env=env))
-        api = [*cli, "api", "--host", host, "--port", str(port)]
+        workers: int = args.workers or settings.api_workers
+        api = [*cli, "api", "--host", host, "--port", str(port), "--workers", str(workers)]
         children.append(subprocess.Popen(api, env=env))
-        print(f"TradeGraph: GraphQL on {url}/graphql — Ctrl-C stops it", flush=True)
+        print(
+            f"TradeGraph: GraphQL on {url}/graphql ({workers} API processes) — Ctrl-C stops it",
+            flush=True,
+        )
         restarts: list[float] = []
         while not stopping:
             worker, api_proc = children
@@ -138,14 +144,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
 
 
-def cmd_api(args: argparse.Namespace) -> int:
-    """Serve the API. The file-descriptor limit is raised to its hard limit first, so many
-    WebSocket clients cannot starve HTTP of sockets before the connection caps do their job;
-    WebSocket messages are capped at the HTTP body limit while they are read. Forwarded
-    headers are handled in the app (``TRADEGRAPH_TRUSTED_PROXIES``), not by uvicorn."""
+def _raise_open_file_limit() -> None:
+    """To its hard limit, so many WebSocket clients cannot starve HTTP of sockets before the
+    connection caps do their job (the API processes inherit it)."""
     import resource
-
-    import uvicorn
 
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
@@ -154,16 +156,44 @@ def cmd_api(args: argparse.Namespace) -> int:
             resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         except (ValueError, OSError) as exc:
             log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, exc)
+
+
+def cmd_api(args: argparse.Namespace) -> int:
+    """Serve the API, from ``--workers`` processes on one socket (uvicorn's supervisor
+    starts them, restarts one that dies, and stops them all on SIGINT / SIGTERM).
+
+    uvloop and httptools, not the pure-Python loop and parser. WebSocket messages are capped
+    at the HTTP body limit while they are read. Forwarded headers are handled in the app
+    (``TRADEGRAPH_TRUSTED_PROXIES``), not by uvicorn. With several processes, metrics go
+    through a directory of their own (see :mod:`app.kit.metrics`), made here and removed
+    when they have all stopped."""
+    import tempfile
+
+    import uvicorn
+
+    from app.kit.metrics import MULTIPROCESS_DIR
+
+    _raise_open_file_limit()
     settings = get_settings()
-    uvicorn.run(
-        "app.asgi:create_app",
-        factory=True,
-        host=args.host or settings.api_host,
-        port=args.port or settings.api_port,
-        log_level=settings.log_level.lower(),
-        proxy_headers=False,
-        ws_max_size=settings.max_body_bytes,
-    )
+    workers: int = args.workers or settings.api_workers
+    with contextlib.ExitStack() as cleanup:
+        if workers > 1 and not os.environ.get(MULTIPROCESS_DIR):
+            # Spawned, the processes import prometheus_client afresh and see the variable.
+            os.environ[MULTIPROCESS_DIR] = cleanup.enter_context(
+                tempfile.TemporaryDirectory(prefix="tradegraph-metrics-")
+            )
+        uvicorn.run(
+            "app.asgi:create_app",
+            factory=True,
+            host=args.host or settings.api_host,
+            port=args.port or settings.api_port,
+            workers=workers,
+            loop="uvloop",
+            http="httptools",
+            log_level=settings.log_level.lower(),
+            proxy_headers=False,
+            ws_max_size=settings.max_body_bytes,
+        )
     return 0
 
 
@@ -298,6 +328,16 @@ def cmd_create_admin(args: argparse.Namespace) -> int:
         embedded.close()
 
 
+WORKERS_HELP = "API processes (default TRADEGRAPH_API_WORKERS, else one per core)"
+
+
+def _positive(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive number")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tradegraph", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -305,11 +345,13 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start the whole platform (what `make run` does)")
     run.add_argument("--host", default=None, help="default TRADEGRAPH_API_HOST (127.0.0.1)")
     run.add_argument("--port", type=int, default=None, help="default TRADEGRAPH_API_PORT (8000)")
+    run.add_argument("--workers", type=_positive, default=None, help=WORKERS_HELP)
     run.set_defaults(func=cmd_run)
 
     api = sub.add_parser("api", help="serve the GraphQL API (needs DATABASE_URL and REDIS_URL)")
     api.add_argument("--host", default=None)
     api.add_argument("--port", type=int, default=None)
+    api.add_argument("--workers", type=_positive, default=None, help=WORKERS_HELP)
     api.set_defaults(func=cmd_api)
 
     worker = sub.add_parser("worker", help="run the matching worker (the single writer)")

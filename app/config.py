@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +24,14 @@ def default_data_dir() -> Path:
     finds the same embedded servers and the running platform's endpoints."""
     project = Path(__file__).resolve().parents[1]
     return (project if (project / "pyproject.toml").is_file() else Path.home()) / ".tradegraph"
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, else the machine's count)."""
+    try:
+        return max(len(os.sched_getaffinity(0)), 1)
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
 
 
 class Environment(StrEnum):
@@ -52,11 +61,18 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     api_host: str = "127.0.0.1"
     api_port: int = 8000
+    # API processes `tradegraph api` (and so `tradegraph run`) serves with, on one socket:
+    # one per core this machine lets it use, by default.
+    api_workers: int = Field(default_factory=available_cores, ge=1, le=256)
     db_pool_size: int = 10
     log_level: str = "INFO"
 
     # Access tokens and the Redis session behind each (`session:{userId}`) live this long.
     access_token_ttl_seconds: int = Field(default=24 * 3600, ge=60)
+    # How long an API process may reuse a session check without asking Redis again; a
+    # logout or newer login is published, so every process forgets it as it hears (see
+    # app/accounts/sessions.py). 0: ask Redis on every operation.
+    session_cache_seconds: float = Field(default=1.0, ge=0, le=60)
     # Requests whose body is larger are refused with 413 before anything reads them.
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     # Rate limits, per minute, per root field of an operation (`ratelimit:{who}:{field}`).

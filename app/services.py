@@ -31,6 +31,7 @@ class Services:
     redis: Redis
     keys: Keys
     bus: CommandBus
+    session_store: SessionStore
     markets: MarketService
     accounts: AccountService
     risk: RiskService
@@ -48,6 +49,12 @@ class Services:
         redis = create_redis(settings.redis_url)
         keys = Keys(settings.redis_prefix)
         bus = CommandBus(redis, keys)  # starts listening for replies on its first command
+        session_store = SessionStore(
+            redis,
+            keys,
+            settings.access_token_ttl_seconds,
+            cache_seconds=settings.session_cache_seconds,
+        )
         redis_url = settings.redis_url
         cache = MarketCache(
             sessions,
@@ -65,9 +72,10 @@ class Services:
             keys=keys,
             bus=bus,
             markets=markets,
+            session_store=session_store,
             accounts=AccountService(
                 sessions,
-                SessionStore(redis, keys, settings.access_token_ttl_seconds),
+                session_store,
                 jwt_secret=settings.jwt_secret,
                 token_ttl=timedelta(seconds=settings.access_token_ttl_seconds),
                 bus=bus,
@@ -101,5 +109,6 @@ class Services:
             await self.markets.cache.close()
         await self.broadcast.disconnect()
         await self.bus.close()
+        await self.session_store.stop()
         await self.redis.aclose()
         await self.db.dispose()

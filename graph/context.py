@@ -52,14 +52,20 @@ class Context:
     services: Services
     connection_params: dict[str, object] | None = None
     request_id: str = field(default_factory=new_request_id)
-    loaders: Loaders = field(init=False)
+    _loaders: Loaders | None = field(default=None, init=False, repr=False)
     _authentication: Authentication | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.loaders = Loaders(self.services)
-        incoming = self.request.headers.get("x-request-id", "")
-        if _REQUEST_ID.fullmatch(incoming):
+        incoming = self.request.headers.get("x-request-id")
+        if incoming is not None and _REQUEST_ID.fullmatch(incoming):
             self.request_id = incoming
+
+    @property
+    def loaders(self) -> Loaders:
+        """This operation's DataLoaders, made when a resolver first asks (most never do)."""
+        if self._loaders is None:
+            self._loaders = Loaders(self.services)
+        return self._loaders
 
     @property
     def is_websocket(self) -> bool:
@@ -71,7 +77,7 @@ class Context:
         return client.host if client else "unknown"
 
     def begin_operation(self) -> None:
-        self.loaders = Loaders(self.services)
+        self._loaders = None
         self._authentication = None
         if self.is_websocket:
             self.request_id = new_request_id()
@@ -101,12 +107,13 @@ class Context:
             self._authentication = await self._check_credentials()
         return self._authentication
 
-    async def _check_credentials(self) -> Authentication:
+    async def _check_credentials(self, *, fresh: bool = False) -> Authentication:
         try:
             token = self.credentials()
             if token is None:
                 return Authentication()
-            return Authentication(viewer=await self.services.accounts.authenticate(token))
+            viewer = await self.services.accounts.authenticate(token, fresh=fresh)
+            return Authentication(viewer=viewer)
         except InvalidToken as refusal:
             return Authentication(refusal=str(refusal))
         except Exception as exc:
@@ -130,7 +137,7 @@ class Context:
         """
 
         async def check() -> bool:
-            authentication = await self._check_credentials()
+            authentication = await self._check_credentials(fresh=True)
             if authentication.error is not None:
                 raise authentication.error
             return authentication.viewer is not None

@@ -1,5 +1,9 @@
 """What runs around every operation, before and after resolvers.
 
+:class:`DocumentCache` parses each distinct document text once and validates it once per
+set of rules, keeping the :data:`CACHE_SIZE` most recently used (the counts of hits and
+misses are the ``tradegraph_graphql_cache_{hits,misses}_total`` metrics).
+
 :class:`RequestGuard`, per operation (HTTP request or WebSocket message):
 
 1. before parsing: checks the caller's session (fresh for each operation, so a logout ends
@@ -19,10 +23,13 @@ with the request id, logs the original with that id, and in production strips gr
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from graphql import (
+    ASTValidationRule,
     DocumentNode,
     FieldNode,
     FragmentDefinitionNode,
@@ -30,14 +37,19 @@ from graphql import (
     GraphQLError,
     InlineFragmentNode,
     SelectionSetNode,
+    parse,
 )
 from graphql.utilities import get_operation_ast
 from graphql.validation import NoSchemaIntrospectionCustomRule
 from strawberry.exceptions import MissingQueryError
 from strawberry.extensions import SchemaExtension
+from strawberry.extensions.max_aliases import create_validator as aliases_rule
+from strawberry.extensions.query_depth_limiter import create_validator as depth_rule
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.schema.schema import validate_document
 from strawberry.types import ExecutionContext
 
+from app.kit.metrics import GRAPHQL_CACHE_HITS, GRAPHQL_CACHE_MISSES
 from graph.context import Context
 from graph.errors import (
     GRAPHQL_PARSE_FAILED,
@@ -55,6 +67,89 @@ MASKED_MESSAGE = "Internal server error"
 # Strawberry's refusals of a request (an operation type the transport does not carry...).
 _EXPECTED = (CannotGetOperationTypeError, InvalidOperationTypeError, MissingQueryError)
 _SUGGESTION = " Did you mean"
+
+MAX_DEPTH = 12
+MAX_ALIASES = 30
+MAX_TOKENS = 5_000
+# Distinct documents kept parsed and validated; bounded so unique queries cannot grow memory.
+CACHE_SIZE = 512
+# The depth and alias rules, made once: Strawberry's QueryDepthLimiter and MaxAliasesLimiter
+# extensions make a new rule class per request, so no validation result could be reused.
+LIMIT_RULES: tuple[type[ASTValidationRule], ...] = (
+    depth_rule(MAX_DEPTH, should_ignore=None),
+    aliases_rule(MAX_ALIASES),
+)
+
+_PARSE_HITS = GRAPHQL_CACHE_HITS.labels("parse")
+_PARSE_MISSES = GRAPHQL_CACHE_MISSES.labels("parse")
+_VALIDATE_HITS = GRAPHQL_CACHE_HITS.labels("validate")
+_VALIDATE_MISSES = GRAPHQL_CACHE_MISSES.labels("validate")
+
+
+@dataclass(slots=True)
+class _Parsed:
+    document: DocumentNode
+    # Validation errors (usually none) by the rules they were validated with.
+    validated: dict[tuple[type[ASTValidationRule], ...], list[GraphQLError]] = field(
+        default_factory=dict
+    )
+
+
+class Documents:
+    """Parsed documents by their text, the least recently used dropped past ``maxsize``.
+
+    Keyed by the text, not the parsed document: a parsed document is a frozen dataclass
+    whose hash walks the whole tree, on every lookup (Strawberry's ValidationCache key)."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._parsed: OrderedDict[str, _Parsed] = OrderedDict()
+
+    def parsed(self, query: str) -> _Parsed:
+        found = self._parsed.get(query)
+        if found is not None:
+            self._parsed.move_to_end(query)
+            _PARSE_HITS.inc()
+            return found
+        _PARSE_MISSES.inc()
+        found = _Parsed(parse(query, max_tokens=MAX_TOKENS))  # a syntax error is not kept
+        self._parsed[query] = found
+        if len(self._parsed) > self.maxsize:
+            self._parsed.popitem(last=False)
+        return found
+
+    def clear(self) -> None:
+        self._parsed.clear()
+
+
+DOCUMENTS = Documents(CACHE_SIZE)
+
+
+class DocumentCache(SchemaExtension):
+    """Parsing (at most :data:`MAX_TOKENS` tokens) and validation (with the depth and alias
+    limits added to the rules), each done once per document text: :data:`DOCUMENTS`."""
+
+    def on_parse(self) -> Iterator[None]:
+        context = self.execution_context
+        assert context.query  # Strawberry refuses an operation without one before parsing
+        self._parsed = DOCUMENTS.parsed(context.query)
+        context.graphql_document = self._parsed.document
+        yield
+
+    def on_validate(self) -> Iterator[None]:
+        context = self.execution_context
+        rules = context.validation_rules + LIMIT_RULES
+        validated = self._parsed.validated
+        errors = validated.get(rules)
+        if errors is None:
+            _VALIDATE_MISSES.inc()
+            errors = validated[rules] = validate_document(
+                context.schema._schema, self._parsed.document, rules
+            )
+        else:
+            _VALIDATE_HITS.inc()
+        context.pre_execution_errors = errors
+        yield
 
 
 def root_fields(document: DocumentNode, operation_name: str | None) -> list[str]:

@@ -98,14 +98,31 @@ def _argument_path(ancestors: list[Any]) -> str:
     return ".".join(names) or "(document)"
 
 
+# What one pass over a document found, by the document's id (the document is kept with it,
+# so the id cannot be reused): documents come from the parse cache, so the same document
+# object comes back for the same text, and the pass is made once. Emptied when full.
+_SEEN: dict[int, tuple[DocumentNode, _Document]] = {}
+_SEEN_SIZE = 1024
+
+
+def _document_facts(document: DocumentNode) -> _Document:
+    seen = _SEEN.get(id(document))
+    if seen is not None and seen[0] is document:
+        return seen[1]
+    found = _Document()
+    visit(document, found)
+    if len(_SEEN) >= _SEEN_SIZE:
+        _SEEN.clear()
+    _SEEN[id(document)] = (document, found)
+    return found
+
+
 def check_strings(document: DocumentNode | None, variables: Mapping[str, object] | None) -> None:
     """Refuse the first string, literal or in a variable, that :func:`text_problem` refuses."""
-    found = _Document()
-    if document is not None:
-        visit(document, found)
-        if found.bad_literal is not None:
-            where, refusal = found.bad_literal
-            raise invalid_input(f"`{where}` {refusal}", where)
+    found = _Document() if document is None else _document_facts(document)
+    if found.bad_literal is not None:
+        where, refusal = found.bad_literal
+        raise invalid_input(f"`{where}` {refusal}", where)
     for name, value in (variables or {}).items():
         argument = found.argument_of.get(name, name)
         for path, leaf in _walk(value, argument):

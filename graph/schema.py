@@ -5,15 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 import strawberry
-from graphql import ASTValidationRule, GraphQLError
-from strawberry.extensions import (
-    AddValidationRules,
-    MaxTokensLimiter,
-    ParserCache,
-    ValidationCache,
-    max_aliases,
-    query_depth_limiter,
-)
+from graphql import GraphQLError
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -21,7 +13,7 @@ from graph.accounts.mutations import AccountMutations
 from graph.accounts.queries import AccountQueries
 from graph.balances.mutations import BalanceMutations
 from graph.balances.queries import BalanceQueries
-from graph.extensions import RequestGuard, process_errors
+from graph.extensions import DocumentCache, RequestGuard, process_errors
 from graph.inputs import InputGuard
 from graph.markets.mutations import MarketMutations
 from graph.markets.queries import MarketQueries
@@ -33,21 +25,6 @@ from graph.risk.mutations import RiskMutations
 from graph.risk.queries import RiskQueries
 from graph.risk.subscriptions import RiskSubscriptions
 from graph.scalars import MoneyDefinition
-
-MAX_DEPTH = 12
-MAX_ALIASES = 30
-MAX_TOKENS = 5_000
-# Distinct documents kept parsed / validated; bounded so unique queries cannot grow memory.
-CACHE_SIZE = 512
-
-# The depth and alias rules, made once. QueryDepthLimiter and MaxAliasesLimiter make a new
-# rule class per instance, i.e. per request; the rules are part of ValidationCache's key, so
-# with them every request missed the cache and was validated again (~40 % of the API's CPU
-# under load, by py-spy).
-LIMIT_RULES: list[type[ASTValidationRule]] = [
-    query_depth_limiter.create_validator(MAX_DEPTH, should_ignore=None),
-    max_aliases.create_validator(MAX_ALIASES),
-]
 
 
 @strawberry.type
@@ -77,12 +54,6 @@ schema = TradeGraphSchema(
     mutation=Mutation,
     subscription=Subscription,
     config=StrawberryConfig(scalar_map={Decimal: MoneyDefinition}),
-    extensions=[
-        RequestGuard,
-        InputGuard,
-        lambda: MaxTokensLimiter(max_token_count=MAX_TOKENS),
-        lambda: AddValidationRules(LIMIT_RULES),
-        lambda: ParserCache(maxsize=CACHE_SIZE),
-        lambda: ValidationCache(maxsize=CACHE_SIZE),
-    ],
+    # Each is instantiated per operation (Strawberry's rule): they keep nothing else.
+    extensions=[RequestGuard, InputGuard, DocumentCache],
 )

@@ -190,10 +190,11 @@ class AccountService:
             viewer=Viewer(user_id=user.id, permissions=permissions),
         )
 
-    async def authenticate(self, token: str) -> Viewer:
-        """The viewer a token stands for; :class:`InvalidToken` unless its session is live."""
+    async def authenticate(self, token: str, *, fresh: bool = False) -> Viewer:
+        """The viewer a token stands for; :class:`InvalidToken` unless its session is live
+        (asking Redis if ``fresh``, else perhaps a check made less than a second ago)."""
         access = decode_access_token(self._secret, token)
-        viewer = await self._sessions.check(access.user_id, token)
+        viewer = await self._sessions.check(access.user_id, token, fresh=fresh)
         if viewer is None:
             raise InvalidToken("session ended (logged out, or replaced by a newer login)")
         return viewer

@@ -1,15 +1,29 @@
-"""Prometheus metrics shared by the API and the worker."""
+"""Prometheus metrics shared by the API and the worker.
+
+One API process keeps its metrics in memory. Several (``tradegraph api --workers N``) share
+one port, so a scrape reaches any one of them: they then use prometheus_client's
+multi-process mode, each writing its values to files in one directory
+(``PROMETHEUS_MULTIPROC_DIR``, set by ``tradegraph api`` before the processes start) and
+``/metrics`` of any process adding up all of them. Counters and histograms are summed;
+``tradegraph_ws_connections`` is the live processes' sum;
+``tradegraph_api_process_graphql_requests`` has one series per process (label ``pid``),
+which shows how the load is spread.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+from functools import cache
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,
     start_http_server,
 )
 from starlette.requests import Request
@@ -28,8 +42,54 @@ HTTP_LATENCY = Histogram(
 )
 
 
+API_PROCESS_GRAPHQL_REQUESTS = Gauge(
+    "tradegraph_api_process_graphql_requests",
+    "HTTP requests to /graphql served by this API process (one series per process, label "
+    "pid, when several serve one port)",
+    multiprocess_mode="liveall",
+)
+GRAPHQL_CACHE_HITS = Counter(
+    "tradegraph_graphql_cache_hits",
+    "GraphQL documents taken from a cache (parse: the parsed document; validate: its "
+    "validation result)",
+    ["cache"],
+)
+GRAPHQL_CACHE_MISSES = Counter(
+    "tradegraph_graphql_cache_misses",
+    "GraphQL documents parsed or validated because the cache did not hold them",
+    ["cache"],
+)
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def is_multiprocess() -> bool:
+    return bool(os.environ.get(MULTIPROCESS_DIR))
+
+
+@cache
+def _registry() -> CollectorRegistry | None:
+    """The registry to render: the processes' shared files in multi-process mode."""
+    if not is_multiprocess():
+        return None
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return registry
+
+
+def render_metrics() -> bytes:
+    registry = _registry()
+    return generate_latest() if registry is None else generate_latest(registry)
+
+
+def process_exiting() -> None:
+    """Drop this process's live gauges from the shared files (multi-process mode only)."""
+    if is_multiprocess():
+        multiprocess.mark_process_dead(os.getpid())  # type: ignore[no-untyped-call]
+
+
 async def metrics_endpoint(request: Request) -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(render_metrics(), media_type=CONTENT_TYPE_LATEST)
 
 
 def serve_metrics(
@@ -75,7 +135,11 @@ def serve_metrics(
     return port
 
 
-WS_CONNECTIONS = Gauge("tradegraph_ws_connections", "WebSocket connections open in this process")
+WS_CONNECTIONS = Gauge(
+    "tradegraph_ws_connections",
+    "WebSocket connections open (in all the API processes of this port)",
+    multiprocess_mode="livesum",
+)
 WS_REFUSED = Counter(
     "tradegraph_ws_refused_total",
     "WebSocket connections closed by a protection (ip, user, total, size, init, idle)",

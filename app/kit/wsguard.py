@@ -7,6 +7,12 @@ so nothing of the GraphQL machinery is built for it. It also refuses any message
 than the HTTP body limit, closing with :data:`CLOSE_TOO_BIG` (the server's own ``ws_max_size``
 should refuse it earlier, while it is still being read).
 
+The caps are per process, on purpose: ``tradegraph api --workers N`` runs N processes on one
+socket and each counts its own connections, so one client may hold up to N times a cap (as
+across N replicas behind a proxy). Sharing the counts would cost a Redis round trip per
+handshake and a leak on every crash; the caps are there to stop one client exhausting a
+process, which per-process counting does.
+
 Each admitted connection gets a :class:`Slot` in its scope (``scope[SLOT]``): the GraphQL
 layer claims the logged-in user's place with it after ``connection_init`` and, when the
 user is over their cap, asks for the close code the refusal must carry. The first close

@@ -62,3 +62,21 @@ def test_bearer_headers() -> None:
     for bad in ("Basic abc", "Bearer", "Bearer  ", "abc"):
         with pytest.raises(InvalidToken):
             bearer_token(bad)
+
+
+def test_a_verified_token_is_still_refused_once_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+
+    issued = issue_access_token(SECRET, 7, ttl=timedelta(minutes=5))
+    first = decode_access_token(SECRET, issued.token)
+    assert decode_access_token(SECRET, issued.token) is first  # verified once, then kept
+    expiry = issued.expires_at.timestamp()
+    monkeypatch.setattr("app.kit.auth.time.time", lambda: expiry)
+    with pytest.raises(InvalidToken, match="access token expired; log in again"):
+        decode_access_token(SECRET, issued.token)
+
+
+def test_a_token_verified_with_one_secret_is_not_accepted_with_another() -> None:
+    issued = issue_access_token(SECRET, 8, ttl=timedelta(minutes=5))
+    assert decode_access_token(SECRET, issued.token).user_id == 8
+    with pytest.raises(InvalidToken, match="invalid access token"):
+        decode_access_token("t" * 64, issued.token)

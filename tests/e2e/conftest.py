@@ -46,7 +46,10 @@ def supervisor(
         log_path=root / "run.log",
     )
     try:
-        handle.start(TRADEGRAPH_WORKER_METRICS_PORT=str(taken_metrics_port))
+        handle.start(
+            TRADEGRAPH_WORKER_METRICS_PORT=str(taken_metrics_port),
+            TRADEGRAPH_API_WORKERS="2",  # as on a 2-core machine; test_api_workers checks it
+        )
         yield handle
     finally:
         handle.stop()

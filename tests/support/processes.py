@@ -46,6 +46,9 @@ def process_env(settings: Settings) -> dict[str, str]:
         TRADEGRAPH_LOG_LEVEL=os.environ.get("TRADEGRAPH_TEST_PROCESS_LOG_LEVEL", "WARNING"),
         TRADEGRAPH_WORKER_METRICS_PORT=str(settings.worker_metrics_port),
         TRADEGRAPH_MAX_OPEN_ORDERS_PER_USER=str(settings.max_open_orders_per_user),
+        # One API process unless a test asks for more (`--workers`): the per-process caps
+        # the protection tests reach are then the whole API's.
+        TRADEGRAPH_API_WORKERS="1",
     )
     return env
 
@@ -106,9 +109,10 @@ class Platform:
         self.start("api", "api", "--host", "127.0.0.1", "--port", str(self.port))
         self.wait_http("/healthz")
 
-    def start_api_on(self, name: str, port: int, timeout: float = 30.0) -> None:
-        """One more API process, on ``port`` (e.g. a second replica behind a proxy)."""
-        self.start(name, "api", "--host", "127.0.0.1", "--port", str(port))
+    def start_api_on(self, name: str, port: int, *args: str, timeout: float = 30.0) -> None:
+        """One more API process, on ``port`` (e.g. a second replica behind a proxy); ``args``
+        are more `tradegraph api` options (``--workers 2``)."""
+        self.start(name, "api", "--host", "127.0.0.1", "--port", str(port), *args)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.procs[name].poll() is not None:
