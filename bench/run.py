@@ -396,7 +396,7 @@ async def traders(url: str, admin: str, count: int, run: str) -> list[str | None
 
 
 @contextlib.contextmanager
-def real_platform(api_workers: int | None) -> Iterator[tuple[Platform, str]]:
+def real_platform(api_workers: int) -> Iterator[tuple[Platform, str]]:
     """The worker and the API, on a database and Redis prefix of their own; yields the
     platform and an admin's token. Everything is removed after."""
     embedded = EmbeddedServices()
@@ -421,8 +421,7 @@ def real_platform(api_workers: int | None) -> Iterator[tuple[Platform, str]]:
         migrate.upgrade(database_url)
         platform.start_worker()
         api = ["api", "--host", "127.0.0.1", "--port", str(platform.port)]
-        if api_workers is not None and "--workers" in api_help():
-            api += ["--workers", str(api_workers)]
+        api += ["--workers", str(api_workers)]
         platform.start("api", *api)
         platform.wait_http("/healthz")
         email, password = f"admin-{run}@example.com", "bench-admin-pass-1"
@@ -450,12 +449,6 @@ def real_platform(api_workers: int | None) -> Iterator[tuple[Platform, str]]:
         for log in logs.iterdir():
             log.unlink()
         logs.rmdir()
-
-
-def api_help() -> str:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", "api", "--help"], capture_output=True, text=True, cwd=ROOT
-    ).stdout
 
 
 @contextlib.contextmanager
@@ -539,7 +532,7 @@ class Plan:
     warmup_s: float
     rates: tuple[float, ...]
     batch_size: int
-    api_workers: int | None
+    api_workers: int
     restart_orders: int
     quick: bool
     skip: frozenset[str]
@@ -555,7 +548,12 @@ def plan(argv: list[str] | None) -> Plan:
     parser.add_argument("--rate-seconds", type=float, default=None, help="each fixed rate")
     parser.add_argument("--rates", default="250,500,1000", help="offered orders/s, comma-separated")
     parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--api-workers", type=int, default=None, help="tradegraph api --workers N")
+    parser.add_argument(
+        "--api-workers",
+        type=int,
+        default=len(os.sched_getaffinity(0)),
+        help="tradegraph api --workers N (default: one per core, as tradegraph api)",
+    )
     parser.add_argument("--restart-orders", type=int, default=None, help="default 100,000")
     parser.add_argument("--skip", default="", help="rows to leave out: engine,restart,batch")
     parser.add_argument("--out", type=Path, default=None, help="default bench/results/<UTC time>")
@@ -604,7 +602,7 @@ def measure(p: Plan) -> dict[str, Any]:
         progress(f"registering and funding {p.traders} traders")
         tokens = asyncio.run(traders(platform.url, admin, p.traders, svc.run_id()))
         api_pids = [platform.procs["api"].pid]
-        api_processes = 1 + len(psutil.Process(api_pids[0]).children(recursive=True))
+        api_processes = p.api_workers  # serving processes (uvicorn's supervisor not counted)
         bare_watch = Watch(roots={"API (bare Strawberry)": [bare_proc.pid]})
         real_watch = Watch(
             roots={"API": api_pids, "worker": [platform.procs["worker"].pid]},
