@@ -19,7 +19,7 @@ from graph.orders.types import (
     PlaceOrderPayload,
     PlaceOrdersPayload,
 )
-from graph.permissions import IsAuthenticated, require_viewer
+from graph.permissions import require_viewer
 
 Info = strawberry.Info[Context, None]
 
@@ -55,8 +55,12 @@ def _placed(outcome: Outcome, user_id: int) -> PlaceOrderPayload:
 
 @strawberry.type
 class OrderMutations:
+    """Every trading mutation is for a logged-in caller: each begins with
+    ``require_viewer``, which answers UNAUTHENTICATED exactly as ``IsAuthenticated`` does
+    (without the permission extension's wrapper around the resolver: ~7 % of the API's CPU
+    per ``placeOrder``)."""
+
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
         description="Place a LIMIT or MARKET order; `fills` are the trades it made at once.",
     )
     async def place_order(self, info: Info, input: PlaceOrderInput) -> PlaceOrderPayload | None:
@@ -65,7 +69,6 @@ class OrderMutations:
         return _placed(outcome, viewer.user_id)
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
         description=f"Place up to {MAX_BATCH_ENTRIES} orders in one round trip to the "
         "matching engine, in order: one result per input (a refused one does not stop the "
         "others). Retrying the whole batch places nothing twice for the orders that name a "
@@ -85,7 +88,6 @@ class OrderMutations:
         )
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
         description=f"Cancel up to {MAX_BATCH_ENTRIES} of your open orders in one round trip, "
         "in order: one result per id (an unknown or closed one does not stop the others).",
     )
@@ -107,7 +109,6 @@ class OrderMutations:
         )
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
         description="Change an open order's quantity and/or price.",
     )
     async def amend_order(self, info: Info, input: AmendOrderInput) -> AmendOrderPayload | None:
@@ -122,7 +123,6 @@ class OrderMutations:
         return AmendOrderPayload(order=_order(outcome), errors=user_errors(outcome.problems))
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
         description="Cancel one open order, by `id` or by `clientOrderId`.",
     )
     async def cancel_order(
@@ -141,7 +141,6 @@ class OrderMutations:
         return CancelOrderPayload(order=_order(outcome), errors=user_errors(outcome.problems))
 
     @strawberry.mutation(
-        permission_classes=[IsAuthenticated],
         description="Cancel all your open orders, on one market or on all of them.",
     )
     async def cancel_all_orders(
