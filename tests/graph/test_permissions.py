@@ -149,3 +149,43 @@ async def test_private_user_fields_are_for_the_user_themself_or_an_admin() -> No
     with pytest.raises(Exception, match="you must be logged in") as refused:
         await permission.has_permission(_user(9), _info(None))
     assert getattr(refused.value, "extensions", None) == {"code": "UNAUTHENTICATED"}
+
+
+TRADING_OPERATIONS = [
+    (
+        "placeOrder",
+        'mutation { placeOrder(input: {symbol: "BTC-USDT", side: BUY, type: LIMIT, '
+        'quantity: "0.001", price: "30000"}) { order { id } } __typename }',
+    ),
+    (
+        "placeOrders",
+        'mutation { placeOrders(inputs: [{symbol: "BTC-USDT", side: BUY, type: LIMIT, '
+        'quantity: "0.001", price: "30000"}]) { results { order { id } } } __typename }',
+    ),
+    (
+        "amendOrder",
+        'mutation { amendOrder(input: {id: "1", price: "1"}) { order { id } } __typename }',
+    ),
+    ("cancelOrder", 'mutation { cancelOrder(id: "1") { order { id } } __typename }'),
+    (
+        "cancelOrders",
+        'mutation { cancelOrders(ids: ["1"]) { results { order { id } } } __typename }',
+    ),
+    ("cancelAllOrders", "mutation { cancelAllOrders { cancelledCount } __typename }"),
+]
+
+
+@pytest.mark.parametrize(
+    ("field", "operation"), TRADING_OPERATIONS, ids=[f for f, _ in TRADING_OPERATIONS]
+)
+async def test_trading_mutations_refuse_anonymous_callers(
+    app: Starlette, field: str, operation: str
+) -> None:
+    """The resolvers check the viewer themselves (no permission extension): the answer is
+    the same UNAUTHENTICATED error on the field, before anything is read or sent."""
+    async with asgi_client(app) as client:
+        body = await graphql(client, operation, {})
+    assert [(e["path"], e["extensions"]) for e in body["errors"]] == [
+        ([field], {"code": "UNAUTHENTICATED"})
+    ]
+    assert body["data"] == {field: None, "__typename": "Mutation"}
