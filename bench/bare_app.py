@@ -193,9 +193,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8900)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn processes")
     args = parser.parse_args()
     uvicorn.run(
-        app, host=args.host, port=args.port, loop="uvloop", http="httptools", log_level="warning"
+        "bench.bare_app:app" if args.workers > 1 else app,
+        host=args.host,
+        port=args.port,
+        workers=args.workers if args.workers > 1 else None,
+        loop="uvloop",
+        http="httptools",
+        log_level="warning",
     )
 
 

@@ -122,6 +122,19 @@ def table(figures: dict[str, Any]) -> str:
                 "",
             )
         )
+    many = figures.get("baseline_processes")
+    if many is not None:
+        many_rate = many["saturation"]["orders_per_s"]
+        rows.append(
+            (
+                f"baseline ×{many['processes']} processes, saturation",
+                f"{many_rate:,.0f} req/s (placeOrder = {real_rate / many_rate:.2f}× of it)"
+                if many_rate
+                else "n/a",
+                f"{conns} conns · {many['processes']} uvicorn processes · {cores} cores",
+                "",
+            )
+        )
     fills = real["saturation"]["fills"] / max(real["saturation"]["accepted_orders"], 1)
     rows.append(
         (

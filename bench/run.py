@@ -452,9 +452,12 @@ def real_platform(api_workers: int) -> Iterator[tuple[Platform, str]]:
 
 
 @contextlib.contextmanager
-def bare_server() -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def bare_server(workers: int = 1) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.bare_app", "--port", str(port)], cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.bare_app", "--port", str(port), "--workers", str(workers)],
+        cwd=ROOT,
+    )
     try:
         wait_ready(port, proc)
         yield port, proc
@@ -624,6 +627,21 @@ def measure(p: Plan) -> dict[str, Any]:
         real_sat = phase(
             "placeOrder, saturation", platform.port, real_requests, real_watch, **saturate
         )
+        # The same bare app with as many processes as the API has: the fair comparison
+        # for the multi-process API (the denominator is the one-process row).
+        bare_many: dict[str, Any] | None = None
+        if p.api_workers > 1:
+            with bare_server(p.api_workers) as (many_port, many_proc):
+                many_watch = Watch(roots={"API (bare Strawberry)": [many_proc.pid]})
+                bare_many = saturation(
+                    phase(
+                        f"baseline ×{p.api_workers} processes, saturation",
+                        many_port,
+                        single_requests(many_port, [None], 4096, seed=1),
+                        many_watch,
+                        **saturate,
+                    )
+                )
         bare_rates, real_rates = [], []
         for rate in p.rates:
             at = {"mode": "rate", "rate": rate, "duration": p.rate_s, "drain": p.rate_s}
@@ -638,6 +656,8 @@ def measure(p: Plan) -> dict[str, Any]:
             "saturation": saturation(bare_sat),
             "rates": bare_rates,
         }
+        if bare_many is not None:
+            out["baseline_processes"] = {"processes": p.api_workers, "saturation": bare_many}
         out["placeOrder"] = {
             "processes": {"API": api_processes, "worker": 1},
             "saturation": saturation(real_sat),
