@@ -72,7 +72,7 @@ class Settings(BaseSettings):
     # How long an API process may reuse a session check without asking Redis again; a
     # logout or newer login is published, so every process forgets it as it hears (see
     # app/accounts/sessions.py). 0: ask Redis on every operation.
-    session_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    session_cache_seconds: float = Field(default=5.0, ge=0, le=60)
     # Requests whose body is larger are refused with 413 before anything reads them.
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
     # Rate limits, per minute, per root field of an operation (`ratelimit:{who}:{field}`).
