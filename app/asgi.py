@@ -263,6 +263,18 @@ class GraphQLApp(GraphQL[Context, None]):
             reason = "not UTF-8" if isinstance(exc, UnicodeDecodeError) else "nested too deep"
             raise json.JSONDecodeError(f"malformed JSON ({reason})", "", 0) from None
 
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        """Strawberry's empty sub-response without its cost: ``Response()`` renders headers
+        for an empty body and then deletes ``content-length`` again (~4 % of a mutation's
+        CPU). Resolvers set headers, cookies and the status on it as before."""
+        sub_response = Response.__new__(Response)
+        sub_response.status_code = None  # type: ignore[assignment]  # as Strawberry's
+        sub_response.media_type = None
+        sub_response.body = b""
+        sub_response.background = None
+        sub_response.raw_headers = []
+        return sub_response
+
     def create_response(
         self, response_data: GraphQLHTTPResponse | list[GraphQLHTTPResponse], sub_response: Response
     ) -> Response:
