@@ -33,7 +33,8 @@ GROUP BY user_id
 
 USER_VOLUME_SQL = f"""
 SELECT COALESCE(sum(trunc(price * quantity, 8)), 0) AS volume FROM trades
-WHERE (buyer_user_id = $1 OR seller_user_id = $1) AND executed_at > now() - interval '{WINDOW}'
+WHERE (buyer_user_id = :user_id OR seller_user_id = :user_id)
+    AND executed_at > now() - interval '{WINDOW}'
 """
 """One user's volume (a trade has two different users: self-trades never execute)."""
 

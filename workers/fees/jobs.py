@@ -68,8 +68,8 @@ async def _loop(settings: Settings, stopping: asyncio.Event) -> None:
             pass
         try:
             await recompute_once(settings, wait_for_worker=WORKER_WAIT_SECONDS)
-        except Exception:
-            log.exception("the fee tier job failed; retrying in %gs", RETRY_SECONDS)
+        except Exception as exc:  # the database or Redis away, no worker yet: try again
+            log.warning("the fee tier job failed (%r); retrying in %gs", exc, RETRY_SECONDS)
             when = datetime.fromtimestamp(datetime.now(UTC).timestamp() + RETRY_SECONDS, UTC)
             continue
         when = next_run(datetime.now(UTC), settings.fee_recompute_at)
