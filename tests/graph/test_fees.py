@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -34,7 +35,7 @@ PLACE = """mutation($input: PlaceOrderInput!) { placeOrder(input: $input) {
 
 
 @pytest.fixture
-async def db(settings: Settings) -> Any:
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
     assert settings.database_url
     conn = await asyncpg.connect(plain_url(settings.database_url))
     yield conn
@@ -77,7 +78,8 @@ async def trade(seller: Trader, buyer: Trader, quantity: str, price: str) -> dic
     taken = await buyer.order("BUY", quantity, price)
     (fill,) = taken["fills"]
     assert fill["liquidity"] == "TAKER"
-    return fill
+    shown: dict[str, Any] = fill
+    return shown
 
 
 async def fees_of(db: asyncpg.Connection, trade_id: str) -> tuple[Decimal, Decimal]:
