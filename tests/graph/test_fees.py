@@ -4,6 +4,7 @@ volume leaving the window) and admins' pins, `me`'s fee fields and `feeSchedule`
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -294,3 +295,20 @@ def test_the_daily_run_is_the_next_time_of_day_in_utc() -> None:
     assert next_run(datetime(2026, 12, 4, 0, 5, tzinfo=UTC), "00:05") == datetime(
         2026, 12, 5, 0, 5, tzinfo=UTC
     )
+
+
+async def test_a_restarted_worker_remembers_the_volume(
+    app: Starlette,
+    services: Services,
+    bus: CommandBus,
+    db: asyncpg.Connection,
+    platform: Platform,
+) -> None:
+    hana, ivan = await trader(app, services, bus), await trader(app, services, bus)
+    await trade(hana, ivan, "3", "30000")  # 90,000 each
+    platform.stop("worker")
+    await asyncio.to_thread(platform.start_worker)  # volumes read back from the trades
+    await trade(hana, ivan, "0.5", "30000")  # 105,000: tier 2 from the next order on
+    assert (await fetch_user(services, ivan.id)).fee_tier == 2
+    fill = await trade(hana, ivan, "0.1", "30000")
+    assert await fees_of(db, fill["id"]) == (Decimal("0.000135"), Decimal("2.7"))
