@@ -1,4 +1,4 @@
-"""The `tradegraph` command: run, api, migrate, create-admin."""
+"""The `tradegraph` command: run, api, worker, jobs, migrate, create-admin, fees, funds."""
 
 from __future__ import annotations
 
@@ -107,13 +107,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers: int = args.workers or settings.api_workers
         api = [*cli, "api", "--host", host, "--port", str(port), "--workers", str(workers)]
         children.append(subprocess.Popen(api, env=env))
+        jobs_cmd = [*cli, "jobs"]
+        children.append(subprocess.Popen(jobs_cmd, env=env))
         print(
             f"TradeGraph: GraphQL on {url}/graphql ({workers} API processes) — Ctrl-C stops it",
             flush=True,
         )
         restarts: list[float] = []
         while not stopping:
-            worker, api_proc = children
+            worker, api_proc, jobs = children
+            if jobs.poll() is not None:  # idempotent: a fresh one simply runs again
+                log.warning("the jobs process exited with %s; restarting it", jobs.returncode)
+                children[2] = subprocess.Popen(jobs_cmd, env=env)
             if api_proc.poll() is not None:
                 log.error("the API exited with %s; stopping", api_proc.returncode)
                 break
@@ -205,6 +210,40 @@ def cmd_worker(args: argparse.Namespace) -> int:
         print("error: the worker needs DATABASE_URL and REDIS_URL", file=sys.stderr)
         return 2
     return run_worker(settings)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    from workers.fees.jobs import run_jobs
+
+    settings = get_settings()
+    if not settings.database_url or not settings.redis_url:
+        print("error: the jobs need DATABASE_URL and REDIS_URL", file=sys.stderr)
+        return 2
+    return run_jobs(settings)
+
+
+def cmd_fees_recompute(args: argparse.Namespace) -> int:
+    """The fee tier job, once, now (what `tradegraph jobs` runs daily)."""
+    from workers.fees.jobs import recompute_once
+
+    try:
+        settings, embedded = locate_platform(get_settings(), database=True, redis=True)
+    except PlatformNotFound as exc:
+        return _fail(f"fees recompute goes through the matching worker, but {exc}")
+    try:
+        outcome = asyncio.run(
+            recompute_once(settings, users=args.user, timeout=args.timeout, wait_for_worker=2.0)
+        )
+    except LookupError as exc:
+        return _fail(f"fees recompute goes through the matching worker, but {exc}")
+    except (OSError, RedisError) as exc:
+        return _fail(f"cannot reach the platform: {exc}")
+    finally:
+        embedded.close()
+    for user_id, (old, new) in sorted(outcome.changed.items()):
+        print(f"user {user_id}: tier {old} -> {new}")
+    print(outcome.summary())
+    return 1 if outcome.failed else 0
 
 
 def cmd_funds(args: argparse.Namespace) -> int:
@@ -356,6 +395,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run the matching worker (the single writer)")
     worker.set_defaults(func=cmd_worker)
+
+    jobs = sub.add_parser("jobs", help="run the scheduled jobs (the daily fee tier recompute)")
+    jobs.set_defaults(func=cmd_jobs)
+
+    fees = sub.add_parser("fees", help="fee tiers")
+    fees_sub = fees.add_subparsers(dest="fees_command", required=True)
+    recompute = fees_sub.add_parser(
+        "recompute", help="recompute every user's tier from their 30-day volume, now"
+    )
+    recompute.add_argument(
+        "--user", type=int, action="append", default=None, help="only this user id (repeatable)"
+    )
+    recompute.add_argument("--timeout", type=float, default=10.0)
+    recompute.set_defaults(func=cmd_fees_recompute)
 
     for name, verb in (("deposit", "credit"), ("withdraw", "debit")):
         funds = sub.add_parser(name, help=f"{verb} a user's balance through the worker")

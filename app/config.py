@@ -102,6 +102,8 @@ class Settings(BaseSettings):
     subscription_queue_size: int = Field(default=1000, ge=10)
     # How long an API request waits for the worker's reply before a timeout error.
     command_timeout: float = 5.0
+    # The fee job (`tradegraph jobs`): the UTC time of day it recomputes the volume tiers.
+    fee_recompute_at: str = Field(default="00:05", pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
 
     # Who may say who the client is: X-Forwarded-For / -Proto are believed only from these
     # addresses or networks (comma-separated IPs / CIDRs; "*" trusts everyone). The client

@@ -12,6 +12,7 @@ from app.accounts.service import AccountService
 from app.accounts.sessions import LoginThrottle, SessionStore
 from app.balances.service import BalanceService
 from app.config import Settings
+from app.fees.service import FeeService
 from app.kit.bus import CommandBus
 from app.kit.db import create_engine, create_sessionmaker
 from app.kit.pubsub import BoundedBroadcast, ResilientRedisBackend
@@ -35,6 +36,7 @@ class Services:
     markets: MarketService
     accounts: AccountService
     risk: RiskService
+    fees: FeeService
     rate_limiter: RateLimiter
     trading: TradingService
     balances: BalanceService
@@ -88,6 +90,7 @@ class Services:
                 ),
             ),
             risk=RiskService(sessions),
+            fees=FeeService(sessions),
             rate_limiter=RateLimiter(redis, keys, settings),
             trading=TradingService(sessions, bus, markets, timeout=settings.command_timeout),
             balances=BalanceService(sessions, bus, timeout=settings.command_timeout),

@@ -151,8 +151,17 @@ class Resume(_Command, tag="resume", kw_only=True):
 
 
 class SetFeeTier(_Command, tag="set_fee_tier", kw_only=True):
+    """A user's fee tier. From an admin (``automatic`` false): pin ``tier`` (the override),
+    or with ``tier`` None clear the pin (the tier stays until volume changes it). From the
+    fee job (``automatic``): the tier the user's exact 30-day ``volume_30d`` earns, applied
+    only if the tier is still ``expected_tier`` (what the job read) and no admin pinned it;
+    the volume resets the worker's running one either way."""
+
     user_id: Id
-    tier: Annotated[int, Meta(ge=1, le=MAX_TIER)]
+    tier: Annotated[int, Meta(ge=1, le=MAX_TIER)] | None
+    automatic: bool = False
+    volume_30d: Amount | None = None
+    expected_tier: Annotated[int, Meta(ge=1, le=MAX_TIER)] | None = None
 
 
 class SetKyc(_Command, tag="set_kyc", kw_only=True):

@@ -14,6 +14,7 @@ from graph.accounts.queries import AccountQueries
 from graph.balances.mutations import BalanceMutations
 from graph.balances.queries import BalanceQueries
 from graph.extensions import DocumentCache, RequestGuard, process_errors
+from graph.fees.queries import FeeQueries
 from graph.inputs import InputGuard
 from graph.markets.mutations import MarketMutations
 from graph.markets.queries import MarketQueries
@@ -28,7 +29,7 @@ from graph.scalars import MoneyDefinition
 
 
 @strawberry.type
-class Query(MarketQueries, OrderQueries, BalanceQueries, AccountQueries, RiskQueries):
+class Query(MarketQueries, OrderQueries, BalanceQueries, AccountQueries, RiskQueries, FeeQueries):
     pass
 
 

@@ -33,6 +33,7 @@ def test_compose_has_every_process(compose: dict[str, dict[str, dict[str, object
         "redis",
         "migrate",
         "worker",
+        "jobs",
         "api-1",
         "api-2",
         "nginx",
@@ -44,7 +45,7 @@ def test_each_tradegraph_command_is_a_real_cli_command(
 ) -> None:
     known = _subcommands()
     checked = 0
-    assert {"migrate", "worker", "api"} <= known
+    assert {"migrate", "worker", "jobs", "api"} <= known
     for service in compose["services"].values():
         command = service.get("command")
         if not (isinstance(command, list) and command[0] == "tradegraph"):
@@ -52,7 +53,7 @@ def test_each_tradegraph_command_is_a_real_cli_command(
         assert command[1] in known
         build_parser().parse_args(command[1:])  # exits (SystemExit) on bad arguments
         checked += 1
-    assert checked == 4  # migrate, worker, api-1, api-2
+    assert checked == 5  # migrate, worker, jobs, api-1, api-2
 
 
 def test_the_image_default_command_is_the_api() -> None:

@@ -35,7 +35,7 @@ async def conn(database_url: str) -> AsyncIterator[asyncpg.Connection]:
         await connection.close()
 
 
-async def make_user(conn: asyncpg.Connection, email: str = "t@example.com") -> int:
+async def make_user(conn: asyncpg.Connection, email: str = "t@migrations.test") -> int:
     user_id: int = await conn.fetchval(
         "INSERT INTO users (email, password_hash) VALUES ($1, 'x') RETURNING id", email
     )
@@ -142,7 +142,7 @@ async def test_order_defaults_are_the_seeds(conn: asyncpg.Connection) -> None:
 
 
 async def test_client_order_id_is_unique_per_user(conn: asyncpg.Connection) -> None:
-    alice, bob = await make_user(conn, "a@example.com"), await make_user(conn, "b@example.com")
+    alice, bob = await make_user(conn, "a@mig.test"), await make_user(conn, "b@mig.test")
     insert = (
         "INSERT INTO orders (user_id, symbol, side, type, quantity, price, client_order_id) "
         "VALUES ($1, 'BTC-USDT', 'BUY', 'LIMIT', 1, 100, 'my-order-1')"

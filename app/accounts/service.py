@@ -243,6 +243,13 @@ class AccountService:
             user_id, wire.SetFeeTier(user_id=user_id, tier=tier), field="tier"
         )
 
+    async def clear_fee_tier_override(self, user_id: int) -> User:
+        """Unpin the user's fee tier: it stays as it is until their volume moves it (a fill
+        reaching the next threshold, or the next run of the fee job)."""
+        return await self._through_worker(
+            user_id, wire.SetFeeTier(user_id=user_id, tier=None), field="userId"
+        )
+
     async def _through_worker(self, user_id: int, command: wire.Command, *, field: str) -> User:
         """A change to a user that the matching worker makes (and writes); the user after it."""
         user = await self.get(user_id)

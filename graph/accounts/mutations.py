@@ -90,6 +90,25 @@ class AccountMutations:
             return UserPayload(errors=user_errors(refusal.problems))
         return UserPayload(user=User.from_row(row))
 
+    @strawberry.mutation(
+        permission_classes=[IsAdmin],
+        description=(
+            "Admin: unpin a user's fee tier; their 30-day volume decides it again (from the "
+            "next fill that reaches a threshold, or the next run of the fee job)."
+        ),
+    )
+    async def clear_fee_tier_override(
+        self, info: Info, user_id: strawberry.ID
+    ) -> UserPayload | None:
+        pk = parse_id(user_id)
+        if pk is None:
+            return _no_such_user(user_id)
+        try:
+            row = await info.context.services.accounts.clear_fee_tier_override(pk)
+        except Refused as refusal:
+            return UserPayload(errors=user_errors(refusal.problems))
+        return UserPayload(user=User.from_row(row))
+
 
 async def _set_kyc(info: Info, user_id: strawberry.ID, status: str) -> UserPayload:
     pk = parse_id(user_id)

@@ -1,13 +1,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from enum import Enum
 
 import strawberry
 
 from app.accounts.models import User as UserRow
+from app.fees import next_tier
 from graph.context import Context
 from graph.errors import UserError
+from graph.fees.types import NextFeeTier
 from graph.pagination import Connection
 from graph.permissions import IsAdmin, IsAdminOrSelf
 from graph.risk.types import RiskEvent
@@ -61,6 +64,50 @@ class User:
         first = max(1, min(first, MAX_NESTED_RISK_EVENTS))
         rows = await info.context.loaders.risk_events_of_user.load((self.pk, first))
         return [RiskEvent.from_row(row) for row in rows]
+
+    @strawberry.field(
+        permission_classes=[IsAdminOrSelf],
+        description=(
+            "Quote volume (USDT) of the last 30 days, both sides of every trade: what the "
+            "fee tier follows."
+        ),
+    )
+    async def volume_30d(self, info: strawberry.Info[Context, None]) -> Decimal | None:
+        volume = await info.context.services.fees.volume_30d(self.pk)
+        return volume.normalize()
+
+    @strawberry.field(
+        permission_classes=[IsAdminOrSelf],
+        description="The tier above the current one and the volume it needs (null at tier 5).",
+    )
+    async def next_tier(self, info: strawberry.Info[Context, None]) -> NextFeeTier | None:
+        tiers = await info.context.services.fees.schedule()
+        above = next_tier(tiers, self.fee_tier or 1)
+        if above is None:
+            return None
+        volume = await info.context.services.fees.volume_30d(self.pk)
+        needed = max(above.min_volume_30d - volume, Decimal(0))
+        return NextFeeTier(tier=above.tier, volume_needed=needed.normalize())
+
+    @strawberry.field(
+        permission_classes=[IsAdminOrSelf],
+        description="The maker fee of the current tier, a fraction (0.001 = 0.1 %).",
+    )
+    async def maker_fee(self, info: strawberry.Info[Context, None]) -> Decimal | None:
+        return await self._rate(info, maker=True)
+
+    @strawberry.field(
+        permission_classes=[IsAdminOrSelf],
+        description="The taker fee of the current tier, a fraction (0.0015 = 0.15 %).",
+    )
+    async def taker_fee(self, info: strawberry.Info[Context, None]) -> Decimal | None:
+        return await self._rate(info, maker=False)
+
+    async def _rate(self, info: strawberry.Info[Context, None], *, maker: bool) -> Decimal | None:
+        for tier in await info.context.services.fees.schedule():
+            if tier.tier == (self.fee_tier or 1):
+                return (tier.maker_rate if maker else tier.taker_rate).normalize()
+        return None
 
     @classmethod
     def from_row(cls, row: UserRow) -> User:

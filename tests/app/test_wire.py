@@ -262,6 +262,7 @@ def test_every_command_the_engine_runs_reaches_it_as_it_was_sent(command: wire.C
         case wire.Resume():
             expected = ResumeMarket(command.symbol)
         case wire.SetFeeTier():
+            assert command.tier is not None  # an admin's pin (the strategy draws no other)
             expected = SetFeeTier(command.user_id, command.tier)
     assert codec.decode(entry.kind, entry.payload) == expected
 

@@ -41,6 +41,12 @@ def api_examples_section() -> str:
     return readme.split("\n### Trading (logged in, KYC approved)\n", 1)[1].split("\n### Lists\n")[0]
 
 
+def fees_section() -> str:
+    """The Fees section's example, which continues the same shell after the API's."""
+    readme = (ROOT / "README.md").read_text()
+    return readme.split("\n## Fees\n", 1)[1].split("\n## ", 1)[0]
+
+
 def quickstart_blocks(language: str = "sh", section: str | None = None) -> list[str]:
     text = quickstart_section() if section is None else section
     return re.findall(rf"^```{language}\n(.*?)^```$", text, re.S | re.M)
@@ -116,6 +122,8 @@ def test_the_quickstart_runs_as_written_and_ends_with_the_balances_the_fees_impl
     examples = quickstart_blocks(section=api_examples_section())
     assert len(examples) == 3  # trading, admin funds, admin users
     commands += [c for block in examples for c in split_commands(block)]
+    (fees,) = quickstart_blocks(section=fees_section())
+    commands += split_commands(fees)
     script = ["set -o pipefail"]
     for number, command in enumerate(commands):
         if number == quickstart_count:
@@ -182,6 +190,10 @@ def test_the_quickstart_runs_as_written_and_ends_with_the_balances_the_fees_impl
     assert '"amendOrder":{"order":{"quantity":"0.05"}' in example_output
     assert '"cancelReason":"SELF_TRADE"' in example_output
     assert '"resolveRiskEvent":{"riskEvent":{"resolved":true}' in example_output
+    # The Fees example: Bob's pin cleared, the job lowers him to the tier his volume earns.
+    assert re.search(r"^user \d+: tier 3 -> 1$", example_output, re.M)
+    assert '"me":{"feeTier":1,"feeTierOverride":false,"volume30d":"15000",' in example_output
+    assert '"nextTier":{"tier":2,"volumeNeeded":"85000"}' in example_output
 
     # What the README shows last is what it printed, and what the database holds, and what
     # the fees say.

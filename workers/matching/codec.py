@@ -169,7 +169,7 @@ def engine_command(command: wire.Command) -> Command:
             )
         case wire.Resume():
             return ResumeMarket(_symbol(command.symbol))
-        case wire.SetFeeTier():
+        case wire.SetFeeTier() if command.tier is not None:
             return SetFeeTier(command.user_id, command.tier)
     raise BadCommand(f"the worker does not handle {wire.kind_of(command)} commands yet")
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import asyncpg
 import msgspec
@@ -33,7 +33,6 @@ from engine import (
     BalanceReason,
     BookLevelChanged,
     Event,
-    FeeTierChanged,
     MarketHalted,
     MarketResumed,
     OrderAccepted,
@@ -45,6 +44,9 @@ from engine import (
     Side,
     TradeExecuted,
 )
+
+if TYPE_CHECKING:
+    from workers.matching.fees import FeeBook, FeeRow
 
 Row = dict[str, Any]
 amount = wire.amount_text
@@ -145,7 +147,10 @@ class Batch:
     risk_events: list[RiskEventRaised] = field(default_factory=list)
     market_status: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     book_sequences: dict[str, int] = field(default_factory=dict)
-    fee_tiers: dict[int, int] = field(default_factory=dict)
+    fee_tiers: dict[int, FeeRow] = field(default_factory=dict)
+    """Fee tier changes (``users`` rows), the last one per user."""
+    fees: FeeBook | None = None
+    """The worker's volumes: each trade adds to both sides' (shared by batches)."""
     kyc_statuses: dict[int, str] = field(default_factory=dict)
     """Admins' KYC decisions (``set_kyc``), the last one per user."""
     processed: list[Row] = field(default_factory=list)
@@ -247,6 +252,10 @@ class Batch:
                     self.trades.append(trade)
                     self._event(event.buyer_user_id, wire.FillEvent(side=Side.BUY, trade=trade))
                     self._event(event.seller_user_id, wire.FillEvent(side=Side.SELL, trade=trade))
+                    if self.fees is not None:
+                        self.fees.traded(
+                            event.buyer_user_id, event.seller_user_id, event.quote_quantity
+                        )
                 case OrderAmended():
                     self._change(
                         event.order_id,
@@ -272,8 +281,14 @@ class Batch:
                     self.market_status[event.symbol] = ("HALTED", event.reason or None)
                 case MarketResumed():
                     self.market_status[event.symbol] = ("TRADING", None)
-                case FeeTierChanged():
-                    self.fee_tiers[event.user_id] = event.tier
+
+    def fee_tier(self, row: FeeRow) -> None:
+        """A fee tier change for ``users``; merged with an earlier one of the batch."""
+        earlier = self.fee_tiers.get(row["id"])  # type: ignore[call-overload]
+        if earlier is None:
+            self.fee_tiers[row["id"]] = dict(row)  # type: ignore[index]
+        else:
+            earlier.update((key, value) for key, value in row.items() if value is not None)
 
     def _accepted(self, event: OrderAccepted) -> None:
         order = wire.StoredOrder(
@@ -356,7 +371,7 @@ class Batch:
             "new_ledger": self.ledger,
             "new_processed": self.processed,
             "changed_markets": markets,
-            "changed_fee_tiers": [{"id": u, "fee_tier": t} for u, t in self.fee_tiers.items()],
+            "changed_fee_tiers": list(self.fee_tiers.values()),
             "changed_kyc": [{"id": u, "kyc_status": k} for u, k in self.kyc_statuses.items()],
             "new_risk_events": risk,
         }
@@ -415,8 +430,12 @@ WRITES = {
         AS u(symbol varchar, status varchar, halt_reason text, book_sequence bigint)
     WHERE m.symbol = u.symbol""",
     "changed_fee_tiers": """
-    UPDATE users SET fee_tier = u.fee_tier, fee_tier_override = true
-    FROM json_to_recordset($?::json) AS u(id bigint, fee_tier int)
+    UPDATE users SET
+        fee_tier = u.fee_tier,
+        fee_tier_override = COALESCE(u.fee_tier_override, users.fee_tier_override),
+        fee_volume_30d = COALESCE(u.fee_volume_30d, users.fee_volume_30d)
+    FROM json_to_recordset($?::json)
+        AS u(id bigint, fee_tier int, fee_tier_override boolean, fee_volume_30d numeric)
     WHERE users.id = u.id""",
     "changed_kyc": """
     UPDATE users SET kyc_status = u.kyc_status

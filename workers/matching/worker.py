@@ -69,6 +69,7 @@ from app.kit.db import plain_url
 from app.kit.metrics import serve_metrics
 from app.kit.redis import Keys
 from engine import AmendOrder, Command, Engine, Event, PlaceOrder, RejectCode
+from engine import SetFeeTier as ChargeTier
 from workers.matching.batches import Entries, entries, run_entries
 from workers.matching.codec import (
     BadCommand,
@@ -80,6 +81,7 @@ from workers.matching.codec import (
     rejected,
     reply_for,
 )
+from workers.matching.fees import FeeBook, fee_row, load_fees
 from workers.matching.kyc import KYC_MESSAGE, KYC_REQUIRED, KycBook, load_kyc
 from workers.matching.publish import publish_events, rebuild_book_cache
 from workers.matching.recovery import restore_engine
@@ -131,9 +133,10 @@ REPLY_SECONDS = Histogram(
 
 WRITTEN_OFF = "the worker could not process this command"
 
-Decoded = Command | wire.SetKyc | Entries
+Decoded = Command | wire.SetKyc | wire.SetFeeTier | Entries
 """What the matcher runs: an engine command, or one the worker handles around the engine
-(a KYC decision; a batch's entries, each an engine command)."""
+(a KYC decision; a fee tier, which the worker decides and the engine charges; a batch's
+entries, each an engine command)."""
 
 
 def _decode(kind: str, payload_text: str) -> Decoded | wire.Reply:
@@ -141,7 +144,7 @@ def _decode(kind: str, payload_text: str) -> Decoded | wire.Reply:
     try:
         command = read(kind, payload_text)
         match command:
-            case wire.SetKyc():
+            case wire.SetKyc() | wire.SetFeeTier():
                 return command  # the worker's own state, around the engine
             case wire.PlaceBatch() | wire.CancelBatch():
                 return entries(command)
@@ -215,6 +218,8 @@ class MatchingWorker:
         """The committer's connection: one statement per batch."""
         self.kyc = KycBook()
         """Which users exist and which may trade (the worker writes their KYC status)."""
+        self.fees = FeeBook({1: 0})
+        """Fee tiers, pins and running 30-day volumes (the worker writes the tiers)."""
         self.in_flight: dict[str, wire.Reply | msgspec.Raw] = {}
         """Replies of commands matched but not yet committed, by command id."""
         self.open_orders: OpenOrders = {}
@@ -256,6 +261,7 @@ class MatchingWorker:
         )
         self.open_orders = await open_orders
         self.kyc = await load_kyc(self.conn)
+        self.fees = await load_fees(self.conn)
         log.info("engine restored in %.3fs", time.perf_counter() - started)
         # The restored books are long-lived: keep them out of every collection, and collect
         # the young generation less often (a batch allocates thousands of short-lived
@@ -507,7 +513,7 @@ class MatchingWorker:
         ]
         committed, failed = await lookup
         await self._learn_users(decoded)
-        batch = Batch(open_orders=self.open_orders)
+        batch = Batch(open_orders=self.open_orders, fees=self.fees)
         events: list[Event] = []
         replies: dict[str, list[wire.Answer]] = defaultdict(list)
         outcomes: Counter[tuple[str, str]] = Counter()
@@ -644,6 +650,14 @@ class MatchingWorker:
                 self.kyc.record(command.user_id, command.status)
                 batch.kyc_statuses[command.user_id] = command.status
                 return wire.Reply(), user_id, []
+            case wire.SetFeeTier():
+                reply, tier, row = self.fees.apply(command)
+                events = (
+                    [] if tier is None else self.engine.process(ChargeTier(command.user_id, tier))
+                )
+                if row is not None:
+                    batch.fee_tier(row)
+                return reply, user_id, events
         reply, events = self._run(command, batch, command_id)
         return reply, user_id, events
 
@@ -656,6 +670,10 @@ class MatchingWorker:
         changed, filled = len(batch.changes), len(batch.trades)
         batch.add(command_id, events)
         reply = reply_for(command, events, batch.changes[changed:], batch.trades[filled:])
+        if self.fees.upgrades:  # a fill reached a higher tier: the next order pays it
+            for user_id, tier in self.fees.take_upgrades():
+                self.engine.process(ChargeTier(user_id, tier))
+                batch.fee_tier(fee_row(user_id, tier))
         return reply, events
 
     async def _learn_users(self, commands: list[Decoded | wire.Reply | None]) -> None:
