@@ -474,12 +474,18 @@ class RiskAlert(Struct, kw_only=True):
     """A risk event as stored (``id`` is its ``risk_events`` row)."""
 
     id: int | None
-    user_id: int
+    user_id: int | None
+    """None for an event about a market rather than an account (a circuit breaker)."""
     event_type: RiskEventType
     severity: RiskSeverity
     description: str
     order_id: int | None = None
     symbol: str | None = None
+    rule: str | None = None
+    """Which rule raised it (``risk_events.metadata.rule``): self_trade, circuit_breaker,
+    price_band, position_limit, order_size, trading_suspended, wash_trading, wash_pair,
+    spoofing, layering, cancel_to_fill, order_burst, large_withdrawal, failed_login,
+    new_ip, login_locked."""
 
 
 _user_events = msgspec.json.Decoder(UserEvents)

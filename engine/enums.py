@@ -65,6 +65,12 @@ class BalanceReason(StrEnum):
 
 
 class RiskEventType(StrEnum):
+    """The seed's ``risk_events.event_type`` values."""
+
+    WITHDRAWAL = "WITHDRAWAL"
+    DEPOSIT = "DEPOSIT"
+    TRADE = "TRADE"
+    LOGIN = "LOGIN"
     SUSPICIOUS_ACTIVITY = "SUSPICIOUS_ACTIVITY"
 
 
