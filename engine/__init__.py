@@ -26,6 +26,10 @@ from engine.commands import (
     PlaceOrder,
     ResumeMarket,
     SetFeeTier,
+    SetMarketLimits,
+    SetPositionLimit,
+    SetTradingSuspension,
+    Tick,
     Withdraw,
 )
 from engine.engine import CLIENT_ORDER_ID, MAX_CLIENT_ORDER_ID_LENGTH, Engine
@@ -48,6 +52,7 @@ from engine.events import (
     Event,
     FeeTierChanged,
     MarketHalted,
+    MarketLimitsChanged,
     MarketResumed,
     OrderAccepted,
     OrderAmended,
@@ -55,10 +60,13 @@ from engine.events import (
     OrderDuplicate,
     OrderRejected,
     OrderUpdated,
+    PositionLimitChanged,
     RiskEventRaised,
     TradeExecuted,
+    TradingSuspensionChanged,
 )
 from engine.market import DEFAULT_FEE_TIERS, DEFAULT_TIER, FeeRates, MarketSpec
+from engine.risk import NO_LIMITS, MarketLimits, PriceWatch
 from engine.snapshot import BalanceState, EngineSnapshot, RestingOrderState
 from engine.units import PPM, SCALE, fee_for, from_units, notional, to_units
 
@@ -69,6 +77,7 @@ __all__ = [
     "DEFAULT_FEE_TIERS",
     "DEFAULT_TIER",
     "MAX_CLIENT_ORDER_ID_LENGTH",
+    "NO_LIMITS",
     "PPM",
     "SCALE",
     "AmendOrder",
@@ -90,6 +99,8 @@ __all__ = [
     "FeeTierChanged",
     "HaltMarket",
     "MarketHalted",
+    "MarketLimits",
+    "MarketLimitsChanged",
     "MarketResumed",
     "MarketSpec",
     "MarketStatus",
@@ -102,6 +113,8 @@ __all__ = [
     "OrderType",
     "OrderUpdated",
     "PlaceOrder",
+    "PositionLimitChanged",
+    "PriceWatch",
     "RejectCode",
     "RestingOrderState",
     "ResumeMarket",
@@ -109,9 +122,14 @@ __all__ = [
     "RiskEventType",
     "RiskSeverity",
     "SetFeeTier",
+    "SetMarketLimits",
+    "SetPositionLimit",
+    "SetTradingSuspension",
     "Side",
+    "Tick",
     "TimeInForce",
     "TradeExecuted",
+    "TradingSuspensionChanged",
     "Withdraw",
     "fee_for",
     "from_units",

@@ -4,11 +4,14 @@
 class Balance:
     """One account's holding of one asset. Mutated in place; orders keep a reference."""
 
-    __slots__ = ("available", "locked")
+    __slots__ = ("available", "buying", "locked")
 
     def __init__(self, available: int = 0, locked: int = 0) -> None:
         self.available = available
         self.locked = locked
+        self.buying = 0
+        """Of a base asset: what the account's resting BUY orders would still add to it
+        (their remaining quantities), for the position limit."""
 
     def __repr__(self) -> str:
         return f"Balance(available={self.available}, locked={self.locked})"

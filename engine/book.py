@@ -13,6 +13,7 @@ from sortedcontainers import SortedList
 from engine.accounts import Balance
 from engine.enums import MarketStatus, OrderType, Side, TimeInForce
 from engine.market import MarketSpec
+from engine.risk import NO_LIMITS, PriceWatch
 
 
 class Order:
@@ -192,6 +193,9 @@ class OrderBook:
         "bids",
         "fee_base",
         "fee_quote",
+        "halted_until",
+        "last_price",
+        "limits",
         "lot_size",
         "min_notional",
         "quote",
@@ -200,6 +204,7 @@ class OrderBook:
         "status",
         "symbol",
         "tick_size",
+        "watch",
     )
 
     def __init__(self, spec: MarketSpec, fee_base: Balance, fee_quote: Balance) -> None:
@@ -216,6 +221,13 @@ class OrderBook:
         self.sequence = 0
         self.fee_base = fee_base
         self.fee_quote = fee_quote
+        self.limits = NO_LIMITS
+        self.last_price = 0
+        """The last trade's price (0: none yet): the price band's reference."""
+        self.watch: PriceWatch | None = None
+        """The trade prices of the circuit breaker's window, if the market has a breaker."""
+        self.halted_until = 0
+        """When a circuit breaker's halt ends (ms); 0 for an admin's halt or none."""
 
     def side(self, side: Side) -> BookSide:
         return self.bids if side is Side.BUY else self.asks

@@ -7,6 +7,7 @@ The engine validates every field itself; a bad value is rejected with a code, ne
 from dataclasses import dataclass
 
 from engine.enums import OrderType, Side, TimeInForce
+from engine.risk import MarketLimits
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,36 @@ class SetFeeTier:
     tier: int
 
 
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The time (ms since the epoch): trades are dated by the last tick, and markets whose
+    circuit breaker halt has run its cool-down resume. The clock never goes back."""
+
+    now_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class SetMarketLimits:
+    symbol: str
+    limits: MarketLimits
+
+
+@dataclass(frozen=True, slots=True)
+class SetTradingSuspension:
+    user_id: int
+    suspended: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SetPositionLimit:
+    """``user_id`` None sets the default; ``max_position`` None removes the limit."""
+
+    user_id: int | None
+    asset: str
+    max_position: int | None
+
+
 Command = (
     PlaceOrder
     | AmendOrder
@@ -91,4 +122,8 @@ Command = (
     | HaltMarket
     | ResumeMarket
     | SetFeeTier
+    | Tick
+    | SetMarketLimits
+    | SetTradingSuspension
+    | SetPositionLimit
 )

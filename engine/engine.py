@@ -24,6 +24,10 @@ from engine.commands import (
     PlaceOrder,
     ResumeMarket,
     SetFeeTier,
+    SetMarketLimits,
+    SetPositionLimit,
+    SetTradingSuspension,
+    Tick,
     Withdraw,
 )
 from engine.enums import (
@@ -45,16 +49,20 @@ from engine.events import (
     Event,
     FeeTierChanged,
     MarketHalted,
+    MarketLimitsChanged,
     MarketResumed,
     OrderAccepted,
     OrderAmended,
     OrderCancelled,
     OrderDuplicate,
     OrderUpdated,
+    PositionLimitChanged,
     RiskEventRaised,
     TradeExecuted,
+    TradingSuspensionChanged,
 )
 from engine.market import DEFAULT_FEE_TIERS, DEFAULT_TIER, FeeRates, MarketSpec
+from engine.risk import NO_LIMITS, MarketLimits, PriceWatch, percent
 from engine.snapshot import BalanceState, EngineSnapshot, RestingOrderState
 from engine.units import MAX_AMOUNT, PPM, SCALE, show
 
@@ -74,6 +82,7 @@ ORDER_LOCK: Final = BalanceReason.ORDER_LOCK
 ORDER_UNLOCK: Final = BalanceReason.ORDER_UNLOCK
 HALTED: Final = MarketStatus.HALTED
 TRADING: Final = MarketStatus.TRADING
+RISK_REJECTED: Final = RejectCode.RISK_REJECTED
 
 # Accept the enum members and their plain string values alike (StrEnum hashes as str).
 _SIDES: dict[object, Side] = {s: s for s in Side}
@@ -93,9 +102,11 @@ engine only needs its length; the API and the worker refuse any other before it 
 class _Rejected(Exception):
     """Raised by validation before anything changes; becomes a ``CommandRejected``."""
 
-    def __init__(self, code: RejectCode, message: str, field: str | None = None) -> None:
+    def __init__(
+        self, code: RejectCode, message: str, field: str | None = None, rule: str | None = None
+    ) -> None:
         super().__init__(message)
-        self.event = CommandRejected(code, message, field)
+        self.event = CommandRejected(code, message, field, rule)
 
 
 def _below_max(value: int, field: str) -> int:
@@ -192,6 +203,8 @@ class Engine:
         fee_tiers: Mapping[int, FeeRates] = DEFAULT_FEE_TIERS,
         *,
         max_open_orders_per_user: int | None = None,
+        market_limits: Mapping[str, MarketLimits] | None = None,
+        position_limits: Mapping[str, int] | None = None,
     ) -> None:
         if DEFAULT_TIER not in fee_tiers:
             raise ValueError(f"the fee tier table must contain tier {DEFAULT_TIER}")
@@ -221,6 +234,18 @@ class Engine:
         self._client_order_ids: dict[tuple[int, str], int] = {}
         self._next_order_id = 1
         self._next_trade_id = 1
+        self._now_ms = 0
+        """The last tick's time: trades are dated by it in the breaker's window."""
+        self._position_limits: dict[str, int] = dict(position_limits or {})
+        """Default largest position per asset (holding plus open buys)."""
+        self._user_limits: dict[tuple[int, str], int] = {}
+        """Per-user overrides of the default position limits."""
+        self._suspended: dict[int, str] = {}
+        """Users whose trading an admin suspended, with the reason."""
+        for symbol, limits in (market_limits or {}).items():
+            if symbol not in self._books:
+                raise ValueError(f"limits for unknown market {symbol}")
+            self._apply_limits(self._books[symbol], limits)
 
     # ------------------------------------------------------------------ public API
 
@@ -246,8 +271,16 @@ class Engine:
                 return self._halt(cast(HaltMarket, command))
             if kind is ResumeMarket:
                 return self._resume(cast(ResumeMarket, command))
+            if kind is Tick:
+                return self._tick(cast(Tick, command))
             if kind is SetFeeTier:
                 return self._set_fee_tier(cast(SetFeeTier, command))
+            if kind is SetMarketLimits:
+                return self._set_market_limits(cast(SetMarketLimits, command))
+            if kind is SetTradingSuspension:
+                return self._set_suspension(cast(SetTradingSuspension, command))
+            if kind is SetPositionLimit:
+                return self._set_position_limit(cast(SetPositionLimit, command))
         except _Rejected as rejected:
             return [rejected.event]
         raise TypeError(f"not an engine command: {command!r}")
@@ -285,6 +318,43 @@ class Engine:
     def book_sequence(self, symbol: str) -> int:
         return self._books[symbol].sequence
 
+    def limits(self, symbol: str) -> MarketLimits:
+        return self._books[symbol].limits
+
+    def last_price(self, symbol: str) -> int | None:
+        return self._books[symbol].last_price or None
+
+    def halted_until(self, symbol: str) -> int | None:
+        """When a circuit breaker's halt of the market ends (ms), if one is on."""
+        book = self._books[symbol]
+        return book.halted_until if book.status is HALTED and book.halted_until else None
+
+    @property
+    def next_resume_ms(self) -> int | None:
+        """The earliest time a breaker halt ends: a ``Tick`` then resumes that market."""
+        due = [
+            b.halted_until for b in self._books.values() if b.status is HALTED and b.halted_until
+        ]
+        return min(due) if due else None
+
+    @property
+    def now_ms(self) -> int:
+        return self._now_ms
+
+    def trading_suspended(self, user_id: int) -> bool:
+        return user_id in self._suspended
+
+    def position_limit(self, user_id: int, asset: str) -> int | None:
+        """The largest position of ``asset`` the user may build (their override, or the
+        default), if any."""
+        limit = self._user_limits.get((user_id, asset))
+        return self._position_limits.get(asset) if limit is None else limit
+
+    def position(self, user_id: int, asset: str) -> int:
+        """Holding (available + locked) plus what the user's resting buys would add."""
+        held = self._balances.get(user_id, {}).get(asset)
+        return 0 if held is None else held.available + held.locked + held.buying
+
     # ------------------------------------------------------------------ place
 
     def _place(self, cmd: PlaceOrder) -> list[Event]:
@@ -320,6 +390,16 @@ class Engine:
             order_type, tif, post_only = LIMIT, GTC, False
         else:
             side, order_type, tif, post_only, price = _checked_place(cmd, book)
+        if self._suspended and user_id in self._suspended:
+            raise _Rejected(
+                RISK_REJECTED,
+                "trading is suspended for this account; cancels still work",
+                None,
+                "trading_suspended",
+            )
+        band_key = 0
+        if book.limits is not NO_LIMITS:
+            band_key = self._check_limits(book, side, order_type, quantity, price)
 
         is_buy = side is BUY
         assets = self._balances.get(user_id)
@@ -339,6 +419,8 @@ class Engine:
                         RejectCode.INSUFFICIENT_BALANCE, f"no {book.quote} available to buy with"
                     )
             opposite = book.asks
+            if self._position_limits or self._user_limits:
+                self._check_position(user_id, book, assets, quantity, "quantity")
         else:
             held = assets.get(book.base) if assets is not None else None
             reserve = quantity
@@ -348,6 +430,8 @@ class Engine:
                 )
             opposite = book.bids
         limit_key = (price if is_buy else -price) if order_type is LIMIT else _NO_LIMIT
+        if band_key:
+            limit_key = band_key  # a market order stops at the price band
         best = opposite.best
         crosses = best is not None and best.key <= limit_key
         if post_only and crosses:
@@ -362,7 +446,7 @@ class Engine:
             and len(self._user_orders.get(user_id, ())) >= limit
         ):
             raise _Rejected(
-                RejectCode.RISK_REJECTED, f"at most {limit} open orders per account", None
+                RISK_REJECTED, f"at most {limit} open orders per account", None, "open_orders"
             )
 
         # Accepted: from here on, state changes.
@@ -429,6 +513,8 @@ class Engine:
         if not crosses and tif is GTC and order_type is LIMIT:
             # Nothing to match: straight into the book.
             level = (book.bids if is_buy else book.asks).append(order)
+            if is_buy:
+                base.buying += quantity
             self._orders[order_id] = order
             mine = self._user_orders.get(user_id)
             if mine is None:
@@ -447,6 +533,150 @@ class Engine:
         self_trade = crosses and self._match(order, opposite, limit_key, events)
         self._settle_taker(order, self_trade, events)
         return events
+
+    # ------------------------------------------------------------------ risk checks
+
+    def _check_limits(
+        self,
+        book: OrderBook,
+        side: Side,
+        order_type: OrderType,
+        quantity: int,
+        price: int,
+        *,
+        band: bool = True,
+    ) -> int:
+        """The market's order size limits and price band. Returns, for a MARKET order, the
+        key its matching must stop at (the band's edge; 0 if there is no band)."""
+        limits = book.limits
+        max_quantity = limits.max_order_quantity
+        if max_quantity is not None and quantity > max_quantity:
+            raise _Rejected(
+                RISK_REJECTED,
+                f"quantity {show(quantity)} is above the largest order on {book.symbol}, "
+                f"{show(max_quantity)} {book.base}",
+                "quantity",
+                "order_size",
+            )
+        max_notional = limits.max_order_notional
+        if max_notional is not None and order_type is LIMIT:
+            value = price * quantity // SCALE
+            if value > max_notional:
+                raise _Rejected(
+                    RISK_REJECTED,
+                    f"order value {show(value)} {book.quote} is above the largest order on "
+                    f"{book.symbol}, {show(max_notional)} {book.quote}",
+                    "quantity",
+                    "order_size",
+                )
+        band_ppm = limits.price_band_ppm
+        if band_ppm is None or not band:
+            return 0
+        reference = book.last_price
+        what = "the last trade"
+        if not reference:
+            bid, ask = book.bids.best, book.asks.best
+            if bid is None or ask is None:
+                return 0  # nothing to measure a price against yet
+            reference = (bid.price + ask.price) // 2
+            what = "the mid price"
+        width = reference * band_ppm // PPM
+        low, high = reference - width, reference + width
+        if order_type is MARKET:
+            tick = book.tick_size
+            if side is BUY:
+                return high // tick * tick
+            return -(-(-low // tick) * tick)
+        if price < low or price > high:
+            raise _Rejected(
+                RISK_REJECTED,
+                f"price {show(price)} is outside the price band: {book.symbol} accepts "
+                f"{show(max(low, 0))} to {show(high)} ({percent(band_ppm)} % around "
+                f"{what} {show(reference)})",
+                "price",
+                "price_band",
+            )
+        return 0
+
+    def _check_position(
+        self,
+        user_id: int,
+        book: OrderBook,
+        assets: dict[str, Balance] | None,
+        adding: int,
+        field: str,
+    ) -> None:
+        """Refuse a buy that would take the position in the base asset (holding plus open
+        buys) above the user's limit."""
+        asset = book.base
+        limit = self._user_limits.get((user_id, asset))
+        if limit is None:
+            limit = self._position_limits.get(asset)
+            if limit is None:
+                return
+        held = assets.get(asset) if assets is not None else None
+        position = 0 if held is None else held.available + held.locked + held.buying
+        if position + adding > limit:
+            raise _Rejected(
+                RISK_REJECTED,
+                f"position limit: buying {show(adding)} {asset} would take your {asset} "
+                f"position (holdings plus open buys) to {show(position + adding)}, above "
+                f"the limit of {show(limit)} {asset}",
+                field,
+                "position_limit",
+            )
+
+    def _breaker_trips(
+        self, book: OrderBook, watch: PriceWatch, price: int, events: list[Event]
+    ) -> bool:
+        """Record a trade price; halt the market if its window now spans too much."""
+        low, high = watch.record(self._now_ms, price)
+        limits = book.limits
+        move_ppm = limits.breaker_move_ppm
+        if move_ppm is None or (high - low) * PPM <= move_ppm * low:
+            return False
+        window_s = limits.breaker_window_ms // 1000
+        moved = (high - low) * PPM // low
+        until = self._now_ms + limits.breaker_cooldown_ms
+        book.status = HALTED
+        book.halted_until = until
+        watch.reset()
+        reason = (
+            f"circuit breaker: trades moved {percent(moved)} % within {window_s} s "
+            f"({show(low)} to {show(high)}), more than {percent(move_ppm)} %"
+        )
+        events.append(MarketHalted(book.symbol, reason, until))
+        events.append(
+            RiskEventRaised(
+                None,
+                RiskEventType.TRADE,
+                RiskSeverity.CRITICAL,
+                f"{book.symbol} halted by its circuit breaker: trades moved {percent(moved)} % "
+                f"within {window_s} s ({show(low)} to {show(high)}); trading resumes in "
+                f"{limits.breaker_cooldown_ms // 1000} s or when an admin resumes it",
+                None,
+                book.symbol,
+                "circuit_breaker",
+                (
+                    ("low", show(low)),
+                    ("high", show(high)),
+                    ("last_price", show(price)),
+                    ("move_pct", percent(moved)),
+                    ("threshold_pct", percent(move_ppm)),
+                    ("window_seconds", window_s),
+                    ("cooldown_seconds", limits.breaker_cooldown_ms // 1000),
+                    ("resumes_at_ms", until),
+                ),
+            )
+        )
+        return True
+
+    def _apply_limits(self, book: OrderBook, limits: MarketLimits) -> None:
+        book.limits = limits
+        if limits.breaker_move_ppm is None:
+            book.watch = None
+        elif book.watch is None or book.watch.window_ms != limits.breaker_window_ms:
+            book.watch = PriceWatch(limits.breaker_window_ms)
 
     def _fillable(self, taker: Order, opposite: BookSide, limit_key: int) -> int:
         """How much of ``taker`` would fill now: stops at its owner's first resting order
@@ -490,9 +720,12 @@ class Engine:
         user_orders = self._user_orders
         taker_user = taker.user_id
         market_buy = taker.is_buy and taker.type is MARKET
+        makers_buy = not taker.is_buy
+        watch = book.watch
+        fok = taker.time_in_force is FOK
         lot = book.lot_size
         remaining = taker.remaining
-        self_trade = out_of_funds = False
+        self_trade = out_of_funds = halted = False
         while remaining:
             level = opposite.best
             if level is None or level.key > limit_key:
@@ -519,6 +752,11 @@ class Engine:
                 level.quantity -= quantity
                 maker.filled += quantity
                 maker.remaining -= quantity
+                if makers_buy:
+                    maker.base.buying -= quantity
+                book.last_price = price
+                if watch is not None and self._breaker_trips(book, watch, price, events):
+                    halted = not fok  # a FOK order still fills whole: it was promised
                 following = maker.next
                 if maker.remaining:
                     events.append(
@@ -538,7 +776,7 @@ class Engine:
                     events.append(
                         OrderUpdated(maker.id, maker.user_id, symbol, maker.filled, FILLED)
                     )
-                if not remaining or out_of_funds:
+                if not remaining or out_of_funds or halted:
                     break
                 maker = following
             if level.quantity != before:
@@ -550,7 +788,7 @@ class Engine:
                 )
             if not level.count:
                 opposite.drop(level)
-            if self_trade or out_of_funds:
+            if self_trade or out_of_funds or halted:
                 break
         taker.filled += taker.remaining - remaining
         taker.remaining = remaining
@@ -725,6 +963,8 @@ class Engine:
                     order.book.symbol,
                 )
             )
+        elif order.book.status is HALTED:  # the circuit breaker stopped it mid-way
+            self._end_taker(order, CancelReason.HALT, events)
         elif order.type is MARKET:
             self._end_taker(order, CancelReason.MARKET, events)
         elif order.time_in_force is not GTC:
@@ -737,6 +977,8 @@ class Engine:
         book = order.book
         book_side = book.bids if order.is_buy else book.asks
         level = book_side.append(order)
+        if order.is_buy:
+            order.base.buying += order.remaining
         self._orders[order.id] = order
         user_orders = self._user_orders.get(order.user_id)
         if user_orders is None:
@@ -782,6 +1024,8 @@ class Engine:
         """Take a resting order out of the book (the dictionaries are the caller's)."""
         book = order.book
         book_side = book.bids if order.is_buy else book.asks
+        if order.is_buy:
+            order.base.buying -= order.remaining
         level = book_side.unlink(order)
         book.sequence += 1
         events.append(
@@ -813,6 +1057,8 @@ class Engine:
                     order_id,
                 )
             )
+        if is_buy:
+            order.base.buying -= order.remaining
         level = (book.bids if is_buy else book.asks).unlink(order)
         book.sequence += 1
         events.append(
@@ -847,6 +1093,15 @@ class Engine:
         price = order.price if cmd.price is None else _on_grid(cmd.price, book.tick_size, "price")
         if book.status is HALTED:
             raise _Rejected(RejectCode.MARKET_HALTED, f"{book.symbol} is halted", "symbol")
+        if self._suspended and order.user_id in self._suspended:
+            raise _Rejected(
+                RISK_REJECTED,
+                "trading is suspended for this account; cancels still work",
+                None,
+                "trading_suspended",
+            )
+        if book.limits is not NO_LIMITS:
+            self._check_limits(book, order.side, LIMIT, quantity, price, band=price != order.price)
         if quantity <= order.filled:
             raise _Rejected(
                 RejectCode.INVALID_INPUT,
@@ -861,6 +1116,14 @@ class Engine:
             )
         remaining = quantity - order.filled
         is_buy = order.is_buy
+        if is_buy and remaining > order.remaining and (self._position_limits or self._user_limits):
+            self._check_position(
+                order.user_id,
+                book,
+                self._balances.get(order.user_id),
+                remaining - order.remaining,
+                "quantity",
+            )
         reserve = price * remaining // SCALE if is_buy else remaining
         delta = reserve - order.reserved
         held = order.quote if is_buy else order.base
@@ -914,6 +1177,8 @@ class Engine:
             assert level is not None
             changed = remaining != order.remaining
             level.quantity += remaining - order.remaining
+            if is_buy:
+                order.base.buying += remaining - order.remaining
             order.quantity = quantity
             order.remaining = remaining
             if changed:
@@ -1039,9 +1304,11 @@ class Engine:
 
     def _halt(self, cmd: HaltMarket) -> list[Event]:
         book = self._book(cmd.symbol)
-        if book.status is HALTED:
+        if book.status is HALTED and not book.halted_until:
             raise _Rejected(RejectCode.INVALID_INPUT, f"{book.symbol} is already halted", "symbol")
+        # An admin's halt lasts until an admin resumes, a circuit breaker's halt included.
         book.status = HALTED
+        book.halted_until = 0
         events: list[Event] = [MarketHalted(book.symbol, cmd.reason)]
         if cmd.cancel_orders:
             resting = [o for o in self._orders.values() if o.book is book]
@@ -1054,7 +1321,67 @@ class Engine:
         if book.status is not HALTED:
             raise _Rejected(RejectCode.INVALID_INPUT, f"{book.symbol} is not halted", "symbol")
         book.status = TRADING
+        book.halted_until = 0
+        if book.watch is not None:
+            book.watch.reset()
         return [MarketResumed(book.symbol)]
+
+    def _tick(self, cmd: Tick) -> list[Event]:
+        now = cmd.now_ms
+        if type(now) is not int or now < 0:
+            raise _Rejected(RejectCode.INVALID_INPUT, "now_ms must be a non-negative int", "now_ms")
+        if now > self._now_ms:
+            self._now_ms = now
+        events: list[Event] = []
+        for book in self._books.values():
+            if book.status is HALTED and book.halted_until and book.halted_until <= self._now_ms:
+                book.status = TRADING
+                book.halted_until = 0
+                if book.watch is not None:
+                    book.watch.reset()
+                events.append(MarketResumed(book.symbol, True))
+        return events
+
+    def _set_market_limits(self, cmd: SetMarketLimits) -> list[Event]:
+        book = self._book(cmd.symbol)
+        if not isinstance(cmd.limits, MarketLimits):
+            raise _Rejected(RejectCode.INVALID_INPUT, "limits must be MarketLimits", "limits")
+        self._apply_limits(book, cmd.limits)
+        return [MarketLimitsChanged(book.symbol, cmd.limits)]
+
+    def _set_suspension(self, cmd: SetTradingSuspension) -> list[Event]:
+        if type(cmd.user_id) is not int:
+            raise _Rejected(RejectCode.INVALID_INPUT, "user_id must be an integer", "user_id")
+        if type(cmd.reason) is not str:
+            raise _Rejected(RejectCode.INVALID_INPUT, "reason must be text", "reason")
+        if cmd.suspended:
+            self._suspended[cmd.user_id] = cmd.reason
+        else:
+            self._suspended.pop(cmd.user_id, None)
+        return [TradingSuspensionChanged(cmd.user_id, bool(cmd.suspended), cmd.reason)]
+
+    def _set_position_limit(self, cmd: SetPositionLimit) -> list[Event]:
+        user_id, asset, limit = cmd.user_id, cmd.asset, cmd.max_position
+        if user_id is not None and type(user_id) is not int:
+            raise _Rejected(RejectCode.INVALID_INPUT, "user_id must be an integer", "user_id")
+        if type(asset) is not str or asset not in self._assets:
+            raise _Rejected(RejectCode.INVALID_INPUT, f"unknown asset {asset!r}", "asset")
+        if limit is not None and (type(limit) is not int or not 0 <= limit <= MAX_AMOUNT):
+            raise _Rejected(
+                RejectCode.INVALID_INPUT,
+                "max_position must be a non-negative amount",
+                "maxPosition",
+            )
+        if user_id is None:
+            if limit is None:
+                self._position_limits.pop(asset, None)
+            else:
+                self._position_limits[asset] = limit
+        elif limit is None:
+            self._user_limits.pop((user_id, asset), None)
+        else:
+            self._user_limits[user_id, asset] = limit
+        return [PositionLimitChanged(user_id, asset, limit)]
 
     def _set_fee_tier(self, cmd: SetFeeTier) -> list[Event]:
         rates = self._fee_tiers.get(cmd.tier) if type(cmd.tier) is int else None
@@ -1091,6 +1418,23 @@ class Engine:
             next_trade_id=self._next_trade_id,
             book_sequences={symbol: book.sequence for symbol, book in self._books.items()},
             max_open_orders_per_user=self._max_open_orders,
+            market_limits={
+                symbol: book.limits
+                for symbol, book in self._books.items()
+                if book.limits is not NO_LIMITS
+            },
+            halted_until={
+                symbol: book.halted_until
+                for symbol, book in self._books.items()
+                if book.status is HALTED and book.halted_until
+            },
+            last_prices={
+                symbol: book.last_price for symbol, book in self._books.items() if book.last_price
+            },
+            position_limits=dict(sorted(self._position_limits.items())),
+            user_position_limits=dict(sorted(self._user_limits.items())),
+            suspended_users=dict(sorted(self._suspended.items())),
+            now_ms=self._now_ms,
         )
 
     @classmethod
@@ -1101,7 +1445,21 @@ class Engine:
             snapshot.fee_account_id,
             snapshot.fee_tiers,
             max_open_orders_per_user=snapshot.max_open_orders_per_user,
+            market_limits=snapshot.market_limits,
+            position_limits=snapshot.position_limits,
         )
+        for symbol, until in snapshot.halted_until.items():
+            book = engine._books.get(symbol)
+            if book is None or book.status is not HALTED:
+                raise ValueError(f"{symbol} has a breaker halt but is not a halted market")
+            book.halted_until = until
+        for symbol, price in snapshot.last_prices.items():
+            if symbol not in engine._books or price <= 0:
+                raise ValueError(f"bad last price of {symbol}: {price}")
+            engine._books[symbol].last_price = price
+        engine._user_limits = dict(snapshot.user_position_limits)
+        engine._suspended = dict(snapshot.suspended_users)
+        engine._now_ms = snapshot.now_ms
         accounts = engine._accounts
         for held in snapshot.balances:
             if held.available < 0 or held.locked < 0:
@@ -1176,6 +1534,8 @@ class Engine:
             order.filled = filled
             order.remaining = remaining
             is_buy = side is BUY
+            if is_buy:
+                base.buying += remaining
             order.reserved = price * remaining // SCALE if is_buy else remaining
             key = (user_id, book.quote if is_buy else book.base)
             reserved[key] = reserved.get(key, 0) + order.reserved

@@ -24,6 +24,7 @@ from engine.enums import (
     Side,
     TimeInForce,
 )
+from engine.risk import MarketLimits
 
 
 @dataclass(slots=True, init=False, unsafe_hash=True)
@@ -84,11 +85,21 @@ class CommandRejected:
     code: RejectCode
     message: str
     field: str | None = None
+    rule: str | None = None
+    """For RISK_REJECTED: the risk rule that refused it (price_band, position_limit,
+    order_size, trading_suspended, open_orders)."""
 
-    def __init__(self, code: RejectCode, message: str, field: str | None = None) -> None:
+    def __init__(
+        self,
+        code: RejectCode,
+        message: str,
+        field: str | None = None,
+        rule: str | None = None,
+    ) -> None:
         self.code = code
         self.message = message
         self.field = field
+        self.rule = rule
 
 
 OrderRejected = CommandRejected
@@ -309,20 +320,69 @@ class BookLevelChanged:
 
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class MarketHalted:
+    """Trading stopped. ``until_ms``: a circuit breaker's halt resumes by itself then;
+    ``None`` for an admin's halt, which lasts until an admin resumes the market."""
+
     symbol: str
     reason: str
+    until_ms: int | None = None
 
-    def __init__(self, symbol: str, reason: str) -> None:
+    def __init__(self, symbol: str, reason: str, until_ms: int | None = None) -> None:
         self.symbol = symbol
         self.reason = reason
+        self.until_ms = until_ms
 
 
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class MarketResumed:
-    symbol: str
+    """Trading resumed: by an admin, or by itself after a breaker's cool-down."""
 
-    def __init__(self, symbol: str) -> None:
+    symbol: str
+    automatic: bool = False
+
+    def __init__(self, symbol: str, automatic: bool = False) -> None:
         self.symbol = symbol
+        self.automatic = automatic
+
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
+class MarketLimitsChanged:
+    symbol: str
+    limits: MarketLimits
+
+    def __init__(self, symbol: str, limits: MarketLimits) -> None:
+        self.symbol = symbol
+        self.limits = limits
+
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
+class TradingSuspensionChanged:
+    """An admin suspended (or reinstated) a user's trading: places and amends are refused,
+    cancels still work."""
+
+    user_id: int
+    suspended: bool
+    reason: str
+
+    def __init__(self, user_id: int, suspended: bool, reason: str) -> None:
+        self.user_id = user_id
+        self.suspended = suspended
+        self.reason = reason
+
+
+@dataclass(slots=True, init=False, unsafe_hash=True)
+class PositionLimitChanged:
+    """The largest position of ``asset``: the default (``user_id`` None) or one user's
+    override; ``max_position`` None removes it."""
+
+    user_id: int | None
+    asset: str
+    max_position: int | None
+
+    def __init__(self, user_id: int | None, asset: str, max_position: int | None) -> None:
+        self.user_id = user_id
+        self.asset = asset
+        self.max_position = max_position
 
 
 @dataclass(slots=True, init=False, unsafe_hash=True)
@@ -341,23 +401,29 @@ class FeeTierChanged:
 
 @dataclass(slots=True, init=False, unsafe_hash=True)
 class RiskEventRaised:
-    """A risk event to store in ``risk_events`` (``order_id``/``symbol`` go to metadata)."""
+    """A risk event to store in ``risk_events``: ``order_id``, ``symbol``, ``rule`` and
+    ``details`` (name/value pairs of what was seen) go to its metadata. ``user_id`` is None
+    for an event about a market (a circuit breaker)."""
 
-    user_id: int
+    user_id: int | None
     event_type: RiskEventType
     severity: RiskSeverity
     description: str
     order_id: int | None = None
     symbol: str | None = None
+    rule: str = "self_trade"
+    details: tuple[tuple[str, str | int], ...] = ()
 
     def __init__(
         self,
-        user_id: int,
+        user_id: int | None,
         event_type: RiskEventType,
         severity: RiskSeverity,
         description: str,
         order_id: int | None = None,
         symbol: str | None = None,
+        rule: str = "self_trade",
+        details: tuple[tuple[str, str | int], ...] = (),
     ) -> None:
         self.user_id = user_id
         self.event_type = event_type
@@ -365,6 +431,8 @@ class RiskEventRaised:
         self.description = description
         self.order_id = order_id
         self.symbol = symbol
+        self.rule = rule
+        self.details = details
 
 
 Event = (
@@ -381,4 +449,7 @@ Event = (
     | MarketResumed
     | FeeTierChanged
     | RiskEventRaised
+    | MarketLimitsChanged
+    | TradingSuspensionChanged
+    | PositionLimitChanged
 )

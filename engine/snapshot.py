@@ -13,6 +13,9 @@ from its tables instead:
 - ``next_order_id``: greater than every order id and every priority ever handed out
   (``max(max(orders.id), max(orders.priority)) + 1``); ``next_trade_id``: ``max(trades.id) + 1``.
 - ``book_sequences``: the last BookLevelChanged sequence per symbol.
+- risk: ``market_limits`` (the ``markets`` columns), ``halted_until`` (breaker halts),
+  ``last_prices`` (the last trade per market), ``position_limits`` (the default row per
+  asset), ``user_position_limits`` (the users' rows), ``suspended_users``.
 """
 
 from collections.abc import Mapping, Sequence
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 
 from engine.enums import Side
 from engine.market import DEFAULT_FEE_TIERS, FeeRates, MarketSpec
+from engine.risk import MarketLimits
 from engine.units import notional
 
 
@@ -98,3 +102,13 @@ class EngineSnapshot:
     next_trade_id: int = 1
     book_sequences: Mapping[str, int] = field(default_factory=dict)
     max_open_orders_per_user: int | None = None
+    market_limits: Mapping[str, MarketLimits] = field(default_factory=dict)
+    halted_until: Mapping[str, int] = field(default_factory=dict)
+    """Markets halted by their circuit breaker: when the halt ends (ms)."""
+    last_prices: Mapping[str, int] = field(default_factory=dict)
+    """Each market's last trade price (the price band's reference)."""
+    position_limits: Mapping[str, int] = field(default_factory=dict)
+    user_position_limits: Mapping[tuple[int, str], int] = field(default_factory=dict)
+    suspended_users: Mapping[int, str] = field(default_factory=dict)
+    """Users whose trading is suspended, with the admin's reason."""
+    now_ms: int = 0
