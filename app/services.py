@@ -21,6 +21,7 @@ from app.kit.redis import Keys, create_redis
 from app.markets.cache import MarketCache
 from app.markets.service import MarketService
 from app.orders.service import TradingService
+from app.risk.controls import RiskControls
 from app.risk.service import RiskService
 
 
@@ -36,6 +37,7 @@ class Services:
     markets: MarketService
     accounts: AccountService
     risk: RiskService
+    risk_controls: RiskControls
     fees: FeeService
     rate_limiter: RateLimiter
     trading: TradingService
@@ -90,6 +92,7 @@ class Services:
                 ),
             ),
             risk=RiskService(sessions),
+            risk_controls=RiskControls(sessions, bus, timeout=settings.command_timeout),
             fees=FeeService(sessions),
             rate_limiter=RateLimiter(redis, keys, settings),
             trading=TradingService(sessions, bus, markets, timeout=settings.command_timeout),

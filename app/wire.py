@@ -171,6 +171,41 @@ class SetKyc(_Command, tag="set_kyc", kw_only=True):
     status: KycStatus
 
 
+Percent: TypeAlias = Annotated[str, Meta(max_length=12)]
+"""A percentage as decimal text, such as ``10`` or ``2.5`` (above 0, below 100)."""
+MAX_WINDOW_SECONDS: Final = 86_400
+MAX_COOLDOWN_SECONDS: Final = 7 * 86_400
+
+
+class SetMarketLimits(_Command, tag="set_market_limits", kw_only=True):
+    """A market's risk settings, all at once; None switches a check off."""
+
+    symbol: Symbol
+    max_order_quantity: Amount | None = None
+    max_order_notional: Amount | None = None
+    price_band_pct: Percent | None = None
+    breaker_move_pct: Percent | None = None
+    breaker_window_seconds: Annotated[int, Meta(ge=1, le=MAX_WINDOW_SECONDS)] = 60
+    breaker_cooldown_seconds: Annotated[int, Meta(ge=1, le=MAX_COOLDOWN_SECONDS)] = 300
+
+
+class SetTradingSuspension(_Command, tag="set_trading_suspension", kw_only=True):
+    """Suspend (or reinstate) a user's trading: places and amends refused, cancels work."""
+
+    user_id: Id
+    suspended: bool
+    reason: Annotated[str, Meta(max_length=MAX_REASON_LENGTH)] = ""
+
+
+class SetPositionLimit(_Command, tag="set_position_limit", kw_only=True):
+    """The largest position of an asset: the default (``user_id`` None) or one user's
+    override; ``max_position`` None removes it."""
+
+    user_id: Id | None
+    asset: Asset
+    max_position: Amount | None
+
+
 class PlaceBatch(_Command, tag="place_batch", kw_only=True):
     """Up to MAX_BATCH_ENTRIES orders of one user; each entry succeeds or fails alone."""
 
@@ -198,6 +233,9 @@ Command: TypeAlias = (
     | SetKyc
     | PlaceBatch
     | CancelBatch
+    | SetMarketLimits
+    | SetTradingSuspension
+    | SetPositionLimit
 )
 COMMAND_TYPES: Final[dict[str, type[Command]]] = {
     cls.__struct_config__.tag: cls  # type: ignore[misc]
@@ -214,6 +252,9 @@ COMMAND_TYPES: Final[dict[str, type[Command]]] = {
         SetKyc,
         PlaceBatch,
         CancelBatch,
+        SetMarketLimits,
+        SetTradingSuspension,
+        SetPositionLimit,
     )
 }
 """Every command type by its kind (the tag on the stream)."""
@@ -464,6 +505,8 @@ class MarketStatusChanged(Struct, kw_only=True, tag_field="type", tag="status"):
     symbol: str
     status: MarketStatus
     reason: str | None = None
+    resumes_at: datetime | None = None
+    """A circuit breaker's halt: when trading resumes by itself."""
 
 
 BookMessage: TypeAlias = BookDelta | MarketStatusChanged

@@ -380,7 +380,7 @@ async def traders(url: str, admin: str, count: int, run: str) -> list[str | None
                 admin,
                 id=user,
             )
-            for asset, amount in (("USDT", "1000000000"), ("BTC", "100000"), ("ETH", "1000000")):
+            for asset, amount in (("USDT", "1000000000"), ("BTC", "5000"), ("ETH", "50000")):
                 await call(
                     "mutation($id: ID!, $asset: String!, $amount: Decimal!) { deposit(userId: $id, "
                     "asset: $asset, amount: $amount) { errors { code message } } }",

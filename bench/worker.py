@@ -103,7 +103,7 @@ async def setup_users(database_url: str, bus: CommandBus, count: int) -> list[in
     finally:
         await conn.close()
     for user in users:
-        for asset, amount in (("USDT", "1000000000"), ("ETH", "1000000")):
+        for asset, amount in (("USDT", "1000000000"), ("ETH", "50000")):
             reply = await bus.submit("deposit", {"user_id": user, "asset": asset, "amount": amount})
             assert reply["ok"], reply
     return users

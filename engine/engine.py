@@ -397,9 +397,6 @@ class Engine:
                 None,
                 "trading_suspended",
             )
-        band_key = 0
-        if book.limits is not NO_LIMITS:
-            band_key = self._check_limits(book, side, order_type, quantity, price)
 
         is_buy = side is BUY
         assets = self._balances.get(user_id)
@@ -419,8 +416,6 @@ class Engine:
                         RejectCode.INSUFFICIENT_BALANCE, f"no {book.quote} available to buy with"
                     )
             opposite = book.asks
-            if self._position_limits or self._user_limits:
-                self._check_position(user_id, book, assets, quantity, "quantity")
         else:
             held = assets.get(book.base) if assets is not None else None
             reserve = quantity
@@ -429,6 +424,12 @@ class Engine:
                     RejectCode.INSUFFICIENT_BALANCE, f"not enough {book.base} available"
                 )
             opposite = book.bids
+        # The risk checks come after the balance: a refusal names the first thing to fix.
+        band_key = 0
+        if book.limits is not NO_LIMITS:
+            band_key = self._check_limits(book, side, order_type, quantity, price)
+        if is_buy and (self._position_limits or self._user_limits):
+            self._check_position(user_id, book, assets, quantity, "quantity")
         limit_key = (price if is_buy else -price) if order_type is LIMIT else _NO_LIMIT
         if band_key:
             limit_key = band_key  # a market order stops at the price band
@@ -579,6 +580,8 @@ class Engine:
             if bid is None or ask is None:
                 return 0  # nothing to measure a price against yet
             reference = (bid.price + ask.price) // 2
+            if (ask.price - bid.price) * PPM > band_ppm * reference:
+                return 0  # a spread wider than the band has no meaningful mid
             what = "the mid price"
         width = reference * band_ppm // PPM
         low, high = reference - width, reference + width

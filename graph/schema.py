@@ -22,6 +22,7 @@ from graph.markets.subscriptions import MarketSubscriptions
 from graph.orders.mutations import OrderMutations
 from graph.orders.queries import OrderQueries
 from graph.orders.subscriptions import OrderSubscriptions
+from graph.risk.controls import RiskControlMutations, RiskControlQueries
 from graph.risk.mutations import RiskMutations
 from graph.risk.queries import RiskQueries
 from graph.risk.subscriptions import RiskSubscriptions
@@ -29,12 +30,27 @@ from graph.scalars import MoneyDefinition
 
 
 @strawberry.type
-class Query(MarketQueries, OrderQueries, BalanceQueries, AccountQueries, RiskQueries, FeeQueries):
+class Query(
+    MarketQueries,
+    OrderQueries,
+    BalanceQueries,
+    AccountQueries,
+    RiskQueries,
+    FeeQueries,
+    RiskControlQueries,
+):
     pass
 
 
 @strawberry.type
-class Mutation(AccountMutations, OrderMutations, BalanceMutations, MarketMutations, RiskMutations):
+class Mutation(
+    AccountMutations,
+    OrderMutations,
+    BalanceMutations,
+    MarketMutations,
+    RiskMutations,
+    RiskControlMutations,
+):
     pass
 
 

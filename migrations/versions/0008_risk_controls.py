@@ -3,12 +3,14 @@ breaker; per-user trading suspension; per-asset position limits (a default and o
 
 - ``markets``: ``max_order_quantity`` / ``max_order_notional`` (NULL = no limit),
   ``price_band_pct`` (a limit order further than this from the reference price is refused;
-  NULL = no band), ``breaker_move_pct`` within ``breaker_window_seconds`` (the market halts
+  NULL = no band, the seed markets' default: an operator turns it on with
+  setMarketRiskLimits), ``breaker_move_pct`` within ``breaker_window_seconds`` (the market halts
   itself; NULL = no breaker) for ``breaker_cooldown_seconds``; ``halted_until`` is when a
   breaker halt resumes by itself (NULL for an admin's halt, which waits for resumeMarket).
 - ``users.trading_suspended``: an admin's suspension; the engine refuses places and amends.
 - ``position_limits``: the largest position (holding plus open buys) of an asset; the row
-  with ``user_id`` NULL is the default, a user's row overrides it.
+  with ``user_id`` NULL is the default, a user's row overrides it; a NULL
+  ``max_position`` is no row (no default limit; a user without an override).
 
 Revision ID: 0008
 Revises: 0007
@@ -34,10 +36,10 @@ ALTER TABLE markets
     ADD COLUMN breaker_cooldown_seconds INTEGER NOT NULL DEFAULT 300 CHECK (breaker_cooldown_seconds > 0),
     ADD COLUMN halted_until TIMESTAMPTZ;
 
-UPDATE markets SET max_order_quantity = 1000, max_order_notional = 10000000,
-    price_band_pct = 10, breaker_move_pct = 10 WHERE symbol = 'BTC-USDT';
-UPDATE markets SET max_order_quantity = 10000, max_order_notional = 10000000,
-    price_band_pct = 10, breaker_move_pct = 10 WHERE symbol = 'ETH-USDT';
+UPDATE markets SET max_order_quantity = 1000, max_order_notional = 10000000
+    WHERE symbol = 'BTC-USDT';
+UPDATE markets SET max_order_quantity = 10000, max_order_notional = 10000000
+    WHERE symbol = 'ETH-USDT';
 
 ALTER TABLE users
     ADD COLUMN trading_suspended BOOLEAN NOT NULL DEFAULT false,
@@ -47,21 +49,19 @@ CREATE TABLE position_limits (
     id BIGSERIAL PRIMARY KEY,
     user_id BIGINT REFERENCES users(id),
     asset VARCHAR(20) NOT NULL CHECK (asset = UPPER(asset)),
-    max_position DECIMAL(20,8) NOT NULL CHECK (max_position >= 0),
+    max_position DECIMAL(20,8) CHECK (max_position >= 0),
     created_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP,
     updated_at TIMESTAMPTZ DEFAULT CURRENT_TIMESTAMP
 );
-CREATE UNIQUE INDEX uq_position_limits_default ON position_limits(asset) WHERE user_id IS NULL;
-CREATE UNIQUE INDEX uq_position_limits_user ON position_limits(user_id, asset)
-    WHERE user_id IS NOT NULL;
+CREATE UNIQUE INDEX uq_position_limits ON position_limits((COALESCE(user_id, 0)), asset);
 CREATE TRIGGER trg_position_limits_updated_at
     BEFORE UPDATE ON position_limits
     FOR EACH ROW
     EXECUTE FUNCTION update_updated_at_column();
 
 INSERT INTO position_limits (user_id, asset, max_position) VALUES
-    (NULL, 'BTC', 1000),
-    (NULL, 'ETH', 10000);
+    (NULL, 'BTC', 10000),
+    (NULL, 'ETH', 100000);
 """
 
 DOWNGRADE = r"""

@@ -94,3 +94,12 @@ async def delete_prefix(redis_url: str, prefix: str) -> None:
     finally:
         with suppress(Exception):
             await client.aclose()
+
+
+async def execute(url: str, statement: str) -> None:
+    """Run one SQL statement on the database at ``url``."""
+    connection = await asyncpg.connect(plain_url(url))
+    try:
+        await connection.execute(statement)
+    finally:
+        await connection.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from decimal import Decimal, InvalidOperation
 
 import msgspec
 
@@ -25,6 +26,7 @@ from engine import (
     Deposit,
     Event,
     HaltMarket,
+    MarketLimits,
     OrderAccepted,
     OrderAmended,
     OrderCancelled,
@@ -33,6 +35,9 @@ from engine import (
     RejectCode,
     ResumeMarket,
     SetFeeTier,
+    SetMarketLimits,
+    SetPositionLimit,
+    SetTradingSuspension,
     Withdraw,
     to_units,
 )
@@ -171,7 +176,55 @@ def engine_command(command: wire.Command) -> Command:
             return ResumeMarket(_symbol(command.symbol))
         case wire.SetFeeTier() if command.tier is not None:
             return SetFeeTier(command.user_id, command.tier)
+        case wire.SetMarketLimits():
+            return SetMarketLimits(_symbol(command.symbol), market_limits(command))
+        case wire.SetTradingSuspension():
+            return SetTradingSuspension(
+                command.user_id, command.suspended, _text(command.reason, "reason")
+            )
+        case wire.SetPositionLimit():
+            limit = (
+                None
+                if command.max_position is None
+                else _units(command.max_position, "max_position")
+            )
+            return SetPositionLimit(command.user_id, _asset(command.asset), limit)
     raise BadCommand(f"the worker does not handle {wire.kind_of(command)} commands yet")
+
+
+def market_limits(command: wire.SetMarketLimits) -> MarketLimits:
+    def amount(value: str | None, name: str) -> int | None:
+        if value is None:
+            return None
+        units = _units(value, name)
+        if units <= 0:
+            raise BadCommand(f"{name} must be positive", name)
+        return units
+
+    return MarketLimits(
+        max_order_quantity=amount(command.max_order_quantity, "max_order_quantity"),
+        max_order_notional=amount(command.max_order_notional, "max_order_notional"),
+        price_band_ppm=_percent_ppm(command.price_band_pct, "price_band_pct"),
+        breaker_move_ppm=_percent_ppm(command.breaker_move_pct, "breaker_move_pct"),
+        breaker_window_ms=command.breaker_window_seconds * 1000,
+        breaker_cooldown_ms=command.breaker_cooldown_seconds * 1000,
+    )
+
+
+def _percent_ppm(value: str | None, name: str) -> int | None:
+    """``"10"`` -> 100_000 ppm; at most 4 decimals, above 0 and below 100."""
+    if value is None:
+        return None
+    try:
+        number = Decimal(value)
+    except (InvalidOperation, ValueError):
+        raise BadCommand(f"{name} must be a percentage such as 10 or 2.5", name) from None
+    if not number.is_finite() or not 0 < number < 100:
+        raise BadCommand(f"{name} must be above 0 and below 100", name)
+    ppm = number * 10_000
+    if ppm != ppm.to_integral_value():
+        raise BadCommand(f"{name} has more than 4 decimals", name)
+    return int(ppm)
 
 
 def _text(value: str, name: str) -> str:

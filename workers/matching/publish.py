@@ -30,7 +30,7 @@ from engine import (
     RiskEventRaised,
     Side,
 )
-from workers.matching.store import Batch
+from workers.matching.store import Batch, moment
 
 SIDE_KEY = {Side.BUY: "bids", Side.SELL: "asks"}
 amount = wire.amount_text
@@ -125,11 +125,15 @@ def publish_events(
                     description=event.description,
                     order_id=event.order_id,
                     symbol=event.symbol,
+                    rule=event.rule,
                 )
                 pipe.publish(keys.risk_channel(), wire.encode(alert))
             case MarketHalted():
                 status = wire.MarketStatusChanged(
-                    symbol=event.symbol, status=MarketStatus.HALTED, reason=event.reason or None
+                    symbol=event.symbol,
+                    status=MarketStatus.HALTED,
+                    reason=event.reason or None,
+                    resumes_at=None if event.until_ms is None else moment(event.until_ms),
                 )
                 pipe.publish(keys.book_channel(event.symbol), wire.encode(status))
                 # Every API process's market cache follows this one channel.

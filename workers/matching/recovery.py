@@ -20,6 +20,7 @@ from engine import (
     Engine,
     EngineSnapshot,
     FeeRates,
+    MarketLimits,
     MarketSpec,
     MarketStatus,
     RestingOrderState,
@@ -28,6 +29,8 @@ from engine import (
 )
 
 PPM = Decimal(1_000_000)
+PERCENT_PPM = Decimal(10_000)
+"""A percentage column (10.00) in parts per million (100_000)."""
 SIDES = {side.value: side for side in Side}
 
 
@@ -39,6 +42,7 @@ def units(column: str) -> str:
 async def load_snapshot(
     conn: asyncpg.Connection, *, max_open_orders_per_user: int | None = None
 ) -> EngineSnapshot:
+    market_rows = await conn.fetch("SELECT * FROM markets ORDER BY symbol")
     markets = [
         MarketSpec(
             symbol=row["symbol"],
@@ -49,8 +53,37 @@ async def load_snapshot(
             min_notional=to_units(row["min_notional"]),
             status=MarketStatus(row["status"]),
         )
-        for row in await conn.fetch("SELECT * FROM markets ORDER BY symbol")
+        for row in market_rows
     ]
+    market_limits = {row["symbol"]: market_limits_of(row) for row in market_rows}
+    halted_until = {
+        row["symbol"]: int(row["halted_until"].timestamp() * 1000)
+        for row in market_rows
+        if row["status"] == "HALTED" and row["halted_until"] is not None
+    }
+    last_prices = {
+        row["symbol"]: int(row["price"])
+        for row in await conn.fetch(
+            f"SELECT m.symbol, (SELECT {units('t.price')} FROM trades t WHERE t.symbol = m.symbol "
+            "ORDER BY t.executed_at DESC, t.id DESC LIMIT 1) AS price FROM markets m"
+        )
+        if row["price"] is not None
+    }
+    position_limits: dict[str, int] = {}
+    user_position_limits: dict[tuple[int, str], int] = {}
+    for user_id, asset, limit in await conn.fetch(
+        f"SELECT user_id, asset, {units('max_position')} FROM position_limits"
+    ):
+        if user_id is None:
+            position_limits[asset] = int(limit)
+        else:
+            user_position_limits[user_id, asset] = int(limit)
+    suspended = {
+        row["id"]: row["suspension_reason"] or ""
+        for row in await conn.fetch(
+            "SELECT id, suspension_reason FROM users WHERE trading_suspended ORDER BY id"
+        )
+    }
     fee_tiers = {
         row["tier"]: FeeRates(
             maker_ppm=int(row["maker_rate"] * PPM), taker_ppm=int(row["taker_rate"] * PPM)
@@ -126,6 +159,33 @@ async def load_snapshot(
         next_trade_id=last_trade + 1,
         book_sequences=sequences,
         max_open_orders_per_user=max_open_orders_per_user,
+        market_limits=market_limits,
+        halted_until=halted_until,
+        last_prices=last_prices,
+        position_limits=position_limits,
+        user_position_limits=user_position_limits,
+        suspended_users=suspended,
+    )
+
+
+def market_limits_of(row: asyncpg.Record) -> MarketLimits:
+    """A ``markets`` row's risk settings."""
+
+    def amount(column: str) -> int | None:
+        value = row[column]
+        return None if value is None else to_units(value)
+
+    def ppm(column: str) -> int | None:
+        value = row[column]
+        return None if value is None else int(value * PERCENT_PPM)
+
+    return MarketLimits(
+        max_order_quantity=amount("max_order_quantity"),
+        max_order_notional=amount("max_order_notional"),
+        price_band_ppm=ppm("price_band_pct"),
+        breaker_move_ppm=ppm("breaker_move_pct"),
+        breaker_window_ms=row["breaker_window_seconds"] * 1000,
+        breaker_cooldown_ms=row["breaker_cooldown_seconds"] * 1000,
     )
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -34,15 +35,19 @@ from engine import (
     BookLevelChanged,
     Event,
     MarketHalted,
+    MarketLimits,
+    MarketLimitsChanged,
     MarketResumed,
     OrderAccepted,
     OrderAmended,
     OrderCancelled,
     OrderStatus,
     OrderUpdated,
+    PositionLimitChanged,
     RiskEventRaised,
     Side,
     TradeExecuted,
+    TradingSuspensionChanged,
 )
 
 if TYPE_CHECKING:
@@ -146,6 +151,11 @@ class Batch:
     ledger: list[Row] = field(default_factory=list)
     risk_events: list[RiskEventRaised] = field(default_factory=list)
     market_status: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    halted_until: dict[str, datetime | None] = field(default_factory=dict)
+    """With each status change: when a circuit breaker's halt ends (None otherwise)."""
+    market_limits: dict[str, MarketLimits] = field(default_factory=dict)
+    suspensions: dict[int, tuple[bool, str]] = field(default_factory=dict)
+    position_limits: dict[tuple[int | None, str], int | None] = field(default_factory=dict)
     book_sequences: dict[str, int] = field(default_factory=dict)
     fee_tiers: dict[int, FeeRow] = field(default_factory=dict)
     """Fee tier changes (``users`` rows), the last one per user."""
@@ -162,7 +172,8 @@ class Batch:
     """The batch's time: the orders' created_at/updated_at and the trades' executed_at."""
 
     def __bool__(self) -> bool:
-        return bool(self.processed)
+        # A tick alone (a breaker's halt ending) changes a market without a command.
+        return bool(self.processed or self.market_status or self.risk_events)
 
     def record(self, command_id: str, kind: str, user_id: int | None, result: wire.Reply) -> None:
         self.results[command_id] = result
@@ -279,8 +290,18 @@ class Batch:
                     self.risk_events.append(event)
                 case MarketHalted():
                     self.market_status[event.symbol] = ("HALTED", event.reason or None)
+                    self.halted_until[event.symbol] = (
+                        None if event.until_ms is None else moment(event.until_ms)
+                    )
                 case MarketResumed():
                     self.market_status[event.symbol] = ("TRADING", None)
+                    self.halted_until[event.symbol] = None
+                case MarketLimitsChanged():
+                    self.market_limits[event.symbol] = event.limits
+                case TradingSuspensionChanged():
+                    self.suspensions[event.user_id] = (event.suspended, event.reason)
+                case PositionLimitChanged():
+                    self.position_limits[event.user_id, event.asset] = event.max_position
 
     def fee_tier(self, row: FeeRow) -> None:
         """A fee tier change for ``users``; merged with an earlier one of the batch."""
@@ -350,7 +371,7 @@ class Batch:
                 "event_type": e.event_type.value,
                 "severity": e.severity.value,
                 "description": e.description,
-                "metadata": {"order_id": e.order_id, "symbol": e.symbol},
+                "metadata": risk_metadata(e),
             }
             for e in self.risk_events
         ]
@@ -359,6 +380,7 @@ class Batch:
                 "symbol": symbol,
                 "status": self.market_status.get(symbol, (None, None))[0],
                 "halt_reason": self.market_status.get(symbol, (None, None))[1],
+                "halted_until": self.halted_until.get(symbol),
                 "book_sequence": self.book_sequences.get(symbol),
             }
             for symbol in sorted(set(self.market_status) | set(self.book_sequences))
@@ -374,6 +396,17 @@ class Batch:
             "changed_fee_tiers": list(self.fee_tiers.values()),
             "changed_kyc": [{"id": u, "kyc_status": k} for u, k in self.kyc_statuses.items()],
             "new_risk_events": risk,
+            "changed_market_limits": [
+                market_limits_row(symbol, limits) for symbol, limits in self.market_limits.items()
+            ],
+            "changed_suspensions": [
+                {"id": user_id, "trading_suspended": on, "suspension_reason": reason or None}
+                for user_id, (on, reason) in self.suspensions.items()
+            ],
+            "changed_position_limits": [
+                {"user_id": user_id, "asset": asset, "max_position": money(limit)}
+                for (user_id, asset), limit in self.position_limits.items()
+            ],
         }
         written = {name: rows for name, rows in tables.items() if rows}
         result = await conn.fetch(statement(tuple(written)), *map(_json, written.values()))
@@ -425,10 +458,37 @@ WRITES = {
     UPDATE markets m SET
         status = COALESCE(u.status, m.status),
         halt_reason = CASE WHEN u.status IS NULL THEN m.halt_reason ELSE u.halt_reason END,
+        halted_until = CASE WHEN u.status IS NULL THEN m.halted_until ELSE u.halted_until END,
         book_sequence = COALESCE(u.book_sequence, m.book_sequence)
     FROM json_to_recordset($?::json)
-        AS u(symbol varchar, status varchar, halt_reason text, book_sequence bigint)
+        AS u(symbol varchar, status varchar, halt_reason text, halted_until timestamptz,
+             book_sequence bigint)
     WHERE m.symbol = u.symbol""",
+    "changed_market_limits": """
+    UPDATE markets m SET
+        max_order_quantity = u.max_order_quantity,
+        max_order_notional = u.max_order_notional,
+        price_band_pct = u.price_band_pct,
+        breaker_move_pct = u.breaker_move_pct,
+        breaker_window_seconds = u.breaker_window_seconds,
+        breaker_cooldown_seconds = u.breaker_cooldown_seconds
+    FROM json_to_recordset($?::json)
+        AS u(symbol varchar, max_order_quantity numeric, max_order_notional numeric,
+             price_band_pct numeric, breaker_move_pct numeric, breaker_window_seconds int,
+             breaker_cooldown_seconds int)
+    WHERE m.symbol = u.symbol""",
+    "changed_suspensions": """
+    UPDATE users SET trading_suspended = u.trading_suspended,
+        suspension_reason = u.suspension_reason
+    FROM json_to_recordset($?::json)
+        AS u(id bigint, trading_suspended boolean, suspension_reason text)
+    WHERE users.id = u.id""",
+    "changed_position_limits": """
+    INSERT INTO position_limits (user_id, asset, max_position)
+    SELECT user_id, asset, max_position
+    FROM json_to_recordset($?::json) AS u(user_id bigint, asset varchar, max_position numeric)
+    ON CONFLICT ((COALESCE(user_id, 0)), asset)
+        DO UPDATE SET max_position = EXCLUDED.max_position""",
     "changed_fee_tiers": """
     UPDATE users SET
         fee_tier = u.fee_tier,
@@ -463,6 +523,36 @@ def statement(tables: tuple[str, ...]) -> str:
     if "new_risk_events" in tables:
         return f"WITH {ctes}\nSELECT id FROM new_risk_events ORDER BY id"
     return f"WITH {ctes}\nSELECT NULL::bigint AS id WHERE false"
+
+
+def moment(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, UTC)
+
+
+def risk_metadata(event: RiskEventRaised) -> dict[str, Any]:
+    """What a risk event saw: its rule, order and market, and the rule's details."""
+    metadata: dict[str, Any] = {"rule": event.rule}
+    if event.order_id is not None:
+        metadata["order_id"] = event.order_id
+    if event.symbol is not None:
+        metadata["symbol"] = event.symbol
+    metadata.update(event.details)
+    return metadata
+
+
+def market_limits_row(symbol: str, limits: MarketLimits) -> dict[str, Any]:
+    def pct(ppm: int | None) -> str | None:
+        return None if ppm is None else str(Decimal(ppm) / 10_000)
+
+    return {
+        "symbol": symbol,
+        "max_order_quantity": money(limits.max_order_quantity),
+        "max_order_notional": money(limits.max_order_notional),
+        "price_band_pct": pct(limits.price_band_ppm),
+        "breaker_move_pct": pct(limits.breaker_move_ppm),
+        "breaker_window_seconds": limits.breaker_window_ms // 1000,
+        "breaker_cooldown_seconds": limits.breaker_cooldown_ms // 1000,
+    }
 
 
 def _reference(event: BalanceChanged, command_id: str) -> str:

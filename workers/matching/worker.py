@@ -68,7 +68,7 @@ from app.kit.bus import CONSUMER_GROUP
 from app.kit.db import plain_url
 from app.kit.metrics import serve_metrics
 from app.kit.redis import Keys
-from engine import AmendOrder, Command, Engine, Event, PlaceOrder, RejectCode
+from engine import AmendOrder, Command, CommandRejected, Engine, Event, PlaceOrder, RejectCode, Tick
 from engine import SetFeeTier as ChargeTier
 from workers.matching.batches import Entries, entries, run_entries
 from workers.matching.codec import (
@@ -85,6 +85,7 @@ from workers.matching.fees import FeeBook, fee_row, load_fees
 from workers.matching.kyc import KYC_MESSAGE, KYC_REQUIRED, KycBook, load_kyc
 from workers.matching.publish import publish_events, rebuild_book_cache
 from workers.matching.recovery import restore_engine
+from workers.matching.refusals import RefusalWatch
 from workers.matching.store import Batch, OpenOrders, load_open_orders
 
 log = logging.getLogger(__name__)
@@ -230,6 +231,8 @@ class MatchingWorker:
         """Committed, waiting for the publisher."""
         self.unfinished: deque[Matched] = deque()
         """Matched and not yet published, oldest first (the heartbeat's progress check)."""
+        self.refusals = RefusalWatch()
+        """Repeated risk refusals of one account: raised as risk events."""
         self.last_beat = 0.0
         self.heartbeat_value = orjson.dumps({"pid": os.getpid(), "host": socket.gethostname()})
 
@@ -334,7 +337,16 @@ class MatchingWorker:
                 continue
             if entries:
                 await self._hand_on(await self._match(entries))
+            elif self._resume_due():
+                # A circuit breaker's cool-down ended while no command came: the tick of an
+                # empty batch resumes the market (committed like any change).
+                await self._hand_on(await self._match([]))
         await self._settle()  # SIGTERM: the batches already matched are completed
+
+    def _resume_due(self) -> bool:
+        assert self.engine is not None
+        due = self.engine.next_resume_ms
+        return due is not None and due <= time.time() * 1000
 
     async def _redis_ready(self) -> None:
         """(Re)join Redis: wait until it answers, let the batches in flight finish, make
@@ -514,7 +526,11 @@ class MatchingWorker:
         committed, failed = await lookup
         await self._learn_users(decoded)
         batch = Batch(open_orders=self.open_orders, fees=self.fees)
-        events: list[Event] = []
+        # The engine's clock: trades are dated by it (the circuit breaker's window), and a
+        # breaker's halt whose cool-down has run resumes here.
+        events: list[Event] = self.engine.process(Tick(int(time.time() * 1000)))
+        if events:
+            batch.add("tick", events)
         replies: dict[str, list[wire.Answer]] = defaultdict(list)
         outcomes: Counter[tuple[str, str]] = Counter()
         for (entry_id, fields), command_id, command in zip(entries, ids, decoded, strict=True):
@@ -550,7 +566,9 @@ class MatchingWorker:
             COMMANDS.labels(kind, outcome).inc(count)
         self.in_flight.update(batch.results)
         entry_ids = [entry_id for entry_id, _ in entries]
-        write_off_only = bool(poisoned) and all(e in poisoned for e in entry_ids)
+        write_off_only = (
+            bool(poisoned) and bool(entry_ids) and all(e in poisoned for e in entry_ids)
+        )
         return Matched(entry_ids, batch, events, replies, started, write_off_only)
 
     # The committer and publisher stages.
@@ -610,10 +628,11 @@ class MatchingWorker:
             publish_events(pipe, self.keys, matched.events, matched.risk_ids, batch)
             for channel, channel_replies in matched.replies.items():
                 pipe.publish(channel, wire.encode(wire.ReplyBatch(replies=channel_replies)))
-            pipe.xack(self.stream, CONSUMER_GROUP, *matched.entry_ids)
-            # Everything before the batch's last entry is acknowledged (batches go in order):
-            # trim by id instead of naming every entry again.
-            pipe.xtrim(self.stream, minid=_after(matched.entry_ids[-1]), approximate=False)
+            if matched.entry_ids:  # a tick's batch has none
+                pipe.xack(self.stream, CONSUMER_GROUP, *matched.entry_ids)
+                # Everything before the batch's last entry is acknowledged (batches go in
+                # order): trim by id instead of naming every entry again.
+                pipe.xtrim(self.stream, minid=_after(matched.entry_ids[-1]), approximate=False)
             await pipe.execute()
         now_ms = time.time() * 1000
         for entry_id in matched.entry_ids:
@@ -667,6 +686,18 @@ class MatchingWorker:
         """One engine command: its events go into ``batch``, its reply shows their rows."""
         assert self.engine is not None
         events = self.engine.process(command)
+        first = events[0] if events else None
+        user_id = getattr(command, "user_id", None)
+        if type(first) is CommandRejected and first.rule is not None and type(user_id) is int:
+            alert = self.refusals.refused(
+                user_id,
+                first.rule,
+                first.message,
+                time.monotonic(),
+                getattr(command, "symbol", None),
+            )
+            if alert is not None:
+                events = [*events, alert]
         changed, filled = len(batch.changes), len(batch.trades)
         batch.add(command_id, events)
         reply = reply_for(command, events, batch.changes[changed:], batch.trades[filled:])
