@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,11 +13,13 @@ from engine import (
     CommandRejected,
     Deposit,
     Engine,
+    Event,
     HaltMarket,
     MarketHalted,
     MarketLimits,
     MarketResumed,
     MarketStatus,
+    OrderAccepted,
     OrderCancelled,
     PlaceOrder,
     RejectCode,
@@ -48,13 +52,19 @@ def engine_with(limits: MarketLimits, **kwargs: object) -> Engine:
     return engine
 
 
-def trade_at(engine: Engine, price: str, quantity: str = "0.1") -> list[object]:
+def trade_at(engine: Engine, price: str, quantity: str = "0.1") -> list[Event]:
     """User 1 rests a sell at ``price``; user 2 takes it."""
     engine.process(limit(1, Side.SELL, quantity, price))
     return list(engine.process(limit(2, Side.BUY, quantity, price)))
 
 
-def rejection(events: list[object]) -> CommandRejected:
+def accepted(events: Sequence[object]) -> int:
+    first = events[0]
+    assert isinstance(first, OrderAccepted), events
+    return first.order_id
+
+
+def rejection(events: Sequence[object]) -> CommandRejected:
     assert len(events) == 1 and isinstance(events[0], CommandRejected), events
     return events[0]
 
@@ -100,7 +110,7 @@ def test_a_market_order_stops_at_the_band_instead_of_sweeping_the_book() -> None
 def test_an_amend_to_a_price_outside_the_band_is_refused() -> None:
     engine = engine_with(BAND)
     trade_at(engine, "30000")
-    order_id = engine.process(limit(3, Side.BUY, "0.1", "29000"))[0].order_id  # type: ignore[union-attr]
+    order_id = accepted(engine.process(limit(3, Side.BUY, "0.1", "29000")))
     refused = rejection(engine.process(AmendOrder(3, order_id, price=u("20000"))))
     assert refused.rule == "price_band"
     # Changing only the quantity of an order priced before the market moved is fine.
@@ -145,7 +155,7 @@ def test_the_position_limit_counts_holdings_and_open_buys() -> None:
 
 def test_raising_an_open_buy_counts_against_the_position_limit() -> None:
     engine = create_engine(FUNDS, position_limits={"BTC": u("101")})
-    order_id = engine.process(limit(3, Side.BUY, "1", "100"))[0].order_id  # type: ignore[union-attr]
+    order_id = accepted(engine.process(limit(3, Side.BUY, "1", "100")))
     assert rejection(engine.process(AmendOrder(3, order_id, quantity=u("2")))).rule == (
         "position_limit"
     )
@@ -157,7 +167,7 @@ def test_raising_an_open_buy_counts_against_the_position_limit() -> None:
 
 def test_a_suspended_account_may_cancel_but_not_place_or_amend() -> None:
     engine = create_engine(FUNDS)
-    order_id = engine.process(limit(3, Side.BUY, "1", "100"))[0].order_id  # type: ignore[union-attr]
+    order_id = accepted(engine.process(limit(3, Side.BUY, "1", "100")))
     engine.process(SetTradingSuspension(3, True, "investigation"))
     refused = rejection(engine.process(limit(3, Side.BUY, "1", "100")))
     assert (refused.code, refused.rule) == (RejectCode.RISK_REJECTED, "trading_suspended")
