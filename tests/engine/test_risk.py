@@ -85,13 +85,17 @@ def test_a_limit_order_outside_the_band_around_the_last_trade_is_refused_with_th
     assert not isinstance(engine.process(limit(3, Side.SELL, "0.1", "27000"))[0], CommandRejected)
 
 
-def test_before_any_trade_the_band_is_around_the_mid_and_an_empty_side_means_no_band() -> None:
+def test_before_any_trade_the_band_is_around_a_mid_whose_spread_is_inside_the_band() -> None:
     engine = engine_with(BAND)
     assert not isinstance(engine.process(limit(1, Side.SELL, "0.1", "50000"))[0], CommandRejected)
     # Only asks: no mid yet, any bid is accepted.
     assert not isinstance(engine.process(limit(2, Side.BUY, "0.1", "10000"))[0], CommandRejected)
-    refused = rejection(engine.process(limit(3, Side.BUY, "0.1", "40000")))
-    assert "around the mid price 30000" in refused.message
+    # A spread wider than the band has no meaningful mid: still no band.
+    assert not isinstance(engine.process(limit(2, Side.BUY, "0.1", "20000"))[0], CommandRejected)
+    engine.process(limit(1, Side.SELL, "0.1", "31000"))
+    engine.process(limit(2, Side.BUY, "0.1", "29000"))
+    refused = rejection(engine.process(limit(3, Side.BUY, "0.1", "33000.01")))
+    assert "accepts 27000 to 33000 (10 % around the mid price 30000)" in refused.message
 
 
 def test_a_market_order_stops_at_the_band_instead_of_sweeping_the_book() -> None:
