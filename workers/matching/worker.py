@@ -607,7 +607,14 @@ class MatchingWorker:
         # Book cache and events first, then the replies: a caller that reads the book after
         # its reply sees its order. Acknowledging last only risks a harmless replay.
         async with self.redis.pipeline(transaction=False) as pipe:
-            publish_events(pipe, self.keys, matched.events, matched.risk_ids, batch)
+            publish_events(
+                pipe,
+                self.keys,
+                matched.events,
+                matched.risk_ids,
+                batch,
+                self.settings.activity_stream_maxlen,
+            )
             for channel, channel_replies in matched.replies.items():
                 pipe.publish(channel, wire.encode(wire.ReplyBatch(replies=channel_replies)))
             pipe.xack(self.stream, CONSUMER_GROUP, *matched.entry_ids)
