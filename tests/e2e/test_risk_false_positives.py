@@ -123,7 +123,8 @@ async def test_market_making_for_a_minute_raises_no_risk_event(
     redis = create_redis(services.settings.redis_url)
     stream = Keys(services.settings.redis_prefix).activity_stream()
     try:
-        last = (await redis.xrevrange(stream, count=1))[0][0]
+        newest: Any = await redis.xrevrange(stream, count=1)
+        last = newest[0][0]
         for _ in range(100):
             groups = await redis.xinfo_groups(stream)
             group = next(g for g in groups if g["name"] == "risk-monitor")
