@@ -30,16 +30,24 @@ PLACE = """mutation($input: PlaceOrderInput!) { placeOrder(input: $input) {
   order { id status } errors { code } } }"""
 
 
+TIGHT = {
+    "TRADEGRAPH_RISK_WASH_TRADING_COUNT": "3",
+    "TRADEGRAPH_RISK_ORDER_BURST_ORDERS": "10",
+    "TRADEGRAPH_RISK_ORDER_BURST_WINDOW_SECONDS": "10",
+}
+
+
 @pytest.fixture
 def monitor(platform: Platform) -> Iterator[Platform]:
-    platform.env.update(TRADEGRAPH_RISK_WASH_TRADING_COUNT="3")
+    platform.env.update(TIGHT)
     platform.start("risk-monitor", "risk-monitor")
     try:
         yield platform
     finally:
         if "risk-monitor" in platform.procs:
             platform.stop("risk-monitor")
-        platform.env.pop("TRADEGRAPH_RISK_WASH_TRADING_COUNT", None)
+        for name in TIGHT:
+            platform.env.pop(name, None)
 
 
 @pytest.fixture
@@ -158,4 +166,81 @@ async def test_repeated_self_trades_are_wash_trading(
             "description": row["description"],
         }
     ]
+    await alerts.stop()
+
+
+async def trader_of(monitor: Platform, services: Services, admin: Api) -> tuple[int, Api]:
+    user = await create_user(services)
+    approve = "mutation($u: ID!) { approveKyc(userId: $u) { errors { code } } }"
+    assert (await admin(approve, u=str(user.id)))["approveKyc"]["errors"] == []
+    await admin(DEPOSIT, u=str(user.id), a="USDT", n="100000")
+    return user.id, Api(monitor, await login(services, user))
+
+
+def bid(price: str) -> dict[str, Any]:
+    return {
+        "input": {
+            "symbol": "ETH-USDT",
+            "side": "BUY",
+            "type": "LIMIT",
+            "quantity": "0.1",
+            "price": price,
+        }
+    }
+
+
+async def test_orders_stacked_and_cancelled_together_are_layering(
+    monitor: Platform, services: Services, db: asyncpg.Connection
+) -> None:
+    admin = Api(monitor, await login(services, await create_admin(services)))
+    user_id, trader = await trader_of(monitor, services, admin)
+    alerts = Watch(monitor, ALERTS, admin.token, WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL)
+    alerts.start()
+    await asyncio.sleep(1.0)
+    ids = []
+    for i in range(5):
+        placed = (await trader(PLACE, **bid(f"{1900 - i}")))["placeOrder"]
+        assert placed["errors"] == []
+        ids.append(int(placed["order"]["id"]))
+    done = await trader(
+        'mutation { cancelAllOrders(symbol: "ETH-USDT") { cancelledCount errors { code } } }'
+    )
+    assert done["cancelAllOrders"]["cancelledCount"] == 5
+    (row,) = await wait_rows(db, user_id, "layering", 1)
+    assert row["event_type"] == "SUSPICIOUS_ACTIVITY" and row["severity"] == "HIGH"
+    meta = row["metadata"]
+    assert sorted(meta["order_ids"]) == ids
+    assert (meta["symbol"], meta["side"], meta["count"], meta["threshold_orders"]) == (
+        "ETH-USDT",
+        "BUY",
+        5,
+        5,
+    )
+    (alert,) = await alerts.wait_for(1)
+    assert alert["riskAlerts"]["id"] == str(row["id"])
+    assert await rows(db, user_id, "order_burst") == []
+    await alerts.stop()
+
+
+async def test_too_many_orders_in_the_window_are_an_order_burst(
+    monitor: Platform, services: Services, db: asyncpg.Connection
+) -> None:
+    admin = Api(monitor, await login(services, await create_admin(services)))
+    user_id, trader = await trader_of(monitor, services, admin)
+    alerts = Watch(monitor, ALERTS, admin.token, WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL)
+    alerts.start()
+    await asyncio.sleep(1.0)
+    ids = []
+    for i in range(11):
+        placed = (await trader(PLACE, **bid(f"{1800 - i}")))["placeOrder"]
+        assert placed["errors"] == []
+        ids.append(int(placed["order"]["id"]))
+    (row,) = await wait_rows(db, user_id, "order_burst", 1)
+    assert row["event_type"] == "SUSPICIOUS_ACTIVITY" and row["severity"] == "MEDIUM"
+    meta = row["metadata"]
+    assert meta["order_ids"] == ids
+    assert (meta["count"], meta["threshold_orders"], meta["window_seconds"]) == (11, 10, 10.0)
+    (alert,) = await alerts.wait_for(1)
+    assert alert["riskAlerts"]["id"] == str(row["id"])
+    await trader('mutation { cancelAllOrders(symbol: "ETH-USDT") { cancelledCount } }')
     await alerts.stop()
