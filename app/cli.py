@@ -1,4 +1,5 @@
-"""The `tradegraph` command: run, api, worker, jobs, migrate, create-admin, fees, funds."""
+"""The `tradegraph` command: run, api, worker, jobs, risk-monitor, migrate, create-admin,
+fees, funds."""
 
 from __future__ import annotations
 
@@ -109,16 +110,23 @@ def cmd_run(args: argparse.Namespace) -> int:
         children.append(subprocess.Popen(api, env=env))
         jobs_cmd = [*cli, "jobs"]
         children.append(subprocess.Popen(jobs_cmd, env=env))
+        monitor_cmd = [*cli, "risk-monitor"]
+        children.append(subprocess.Popen(monitor_cmd, env=env))
         print(
             f"TradeGraph: GraphQL on {url}/graphql ({workers} API processes) — Ctrl-C stops it",
             flush=True,
         )
         restarts: list[float] = []
         while not stopping:
-            worker, api_proc, jobs = children
+            worker, api_proc, jobs, risk_monitor = children
             if jobs.poll() is not None:  # idempotent: a fresh one simply runs again
                 log.warning("the jobs process exited with %s; restarting it", jobs.returncode)
                 children[2] = subprocess.Popen(jobs_cmd, env=env)
+            if risk_monitor.poll() is not None:  # idempotent on the activity it has seen
+                log.warning(
+                    "the risk monitor exited with %s; restarting it", risk_monitor.returncode
+                )
+                children[3] = subprocess.Popen(monitor_cmd, env=env)
             if api_proc.poll() is not None:
                 log.error("the API exited with %s; stopping", api_proc.returncode)
                 break
@@ -220,6 +228,16 @@ def cmd_jobs(args: argparse.Namespace) -> int:
         print("error: the jobs need DATABASE_URL and REDIS_URL", file=sys.stderr)
         return 2
     return run_jobs(settings)
+
+
+def cmd_risk_monitor(args: argparse.Namespace) -> int:
+    from workers.risk_monitor.monitor import run_risk_monitor
+
+    settings = get_settings()
+    if not settings.database_url or not settings.redis_url:
+        print("error: the risk monitor needs DATABASE_URL and REDIS_URL", file=sys.stderr)
+        return 2
+    return run_risk_monitor(settings)
 
 
 def cmd_fees_recompute(args: argparse.Namespace) -> int:
@@ -398,6 +416,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     jobs = sub.add_parser("jobs", help="run the scheduled jobs (the daily fee tier recompute)")
     jobs.set_defaults(func=cmd_jobs)
+
+    risk = sub.add_parser(
+        "risk-monitor", help="run the manipulation detector (reads the activity stream)"
+    )
+    risk.set_defaults(func=cmd_risk_monitor)
 
     fees = sub.add_parser("fees", help="fee tiers")
     fees_sub = fees.add_subparsers(dest="fees_command", required=True)

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+from decimal import Decimal
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
@@ -127,6 +128,46 @@ class Settings(BaseSettings):
     # /metrics in production: loopback callers, or `Authorization: Bearer <metrics_token>`
     # when one is set; anyone else gets 404. Outside production it is open.
     metrics_token: str | None = None
+
+    # The manipulation detector (`tradegraph risk-monitor`, README "Manipulation detection").
+    # The worker appends one entry per committed batch to the activity stream, trimmed to
+    # about this many entries (enough to rebuild the longest window after a restart).
+    activity_stream_maxlen: int = Field(default=200_000, ge=1000)
+    # wash_trading: self-trade prevention fired this many times for one user in the window.
+    risk_wash_trading_count: int = Field(default=5, ge=2)
+    risk_wash_trading_window_seconds: int = Field(default=3600, ge=1)
+    # wash_pair: two accounts with at least this many trades in the window, this share of
+    # which (of either account's trades) are with each other.
+    risk_wash_pair_min_trades: int = Field(default=20, ge=2)
+    risk_wash_pair_share_percent: int = Field(default=80, ge=1, le=100)
+    risk_wash_pair_window_seconds: int = Field(default=3600, ge=1)
+    # spoofing: an order at least `size_multiple` x the account's and the market's median
+    # order size, cancelled within `cancel_seconds` with nothing filled, `count` times.
+    risk_spoofing_size_multiple: int = Field(default=10, ge=2)
+    risk_spoofing_cancel_seconds: float = Field(default=5.0, gt=0)
+    risk_spoofing_count: int = Field(default=3, ge=1)
+    risk_spoofing_window_seconds: int = Field(default=600, ge=1)
+    risk_spoofing_min_history: int = Field(default=10, ge=1)
+    # layering: at least `orders` orders resting on one side of one market, cancelled
+    # within `cancel_seconds` of each other with nothing filled.
+    risk_layering_orders: int = Field(default=5, ge=2)
+    risk_layering_cancel_seconds: float = Field(default=1.0, gt=0)
+    # cancel_to_fill: at least `min_cancels` cancels in the window, a cancels/fills ratio of
+    # at least `ratio` (fills counted as trades the user was on).
+    risk_cancel_to_fill_min_cancels: int = Field(default=500, ge=1)
+    risk_cancel_to_fill_ratio: int = Field(default=200, ge=1)
+    risk_cancel_to_fill_window_seconds: int = Field(default=3600, ge=1)
+    # order_burst: more than `orders` orders accepted for one user within `window` seconds.
+    risk_order_burst_orders: int = Field(default=50, ge=2)
+    risk_order_burst_window_seconds: float = Field(default=1.0, gt=0)
+    # large_withdrawal: one withdrawal of at least this much of an asset (JSON in the env).
+    risk_large_withdrawal: dict[str, Decimal] = Field(
+        default_factory=lambda: {
+            "BTC": Decimal("10"),
+            "ETH": Decimal("100"),
+            "USDT": Decimal("250000"),
+        }
+    )
 
     @model_validator(mode="after")
     def _refuse_insecure_production(self) -> Settings:

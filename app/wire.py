@@ -556,3 +556,72 @@ def decode_book_level(data: str | bytes) -> BookLevel:
 
 def decode_risk_alert(data: str | bytes) -> RiskAlert:
     return _risk_alert.decode(data)
+
+
+# Activity: the committed trading stream the manipulation detector reads (one entry per
+# committed batch on ``Keys.activity_stream``), built by the worker from what the batch has.
+
+
+class OrderPlaced(Struct, kw_only=True, tag_field="type", tag="accepted"):
+    order_id: int
+    user_id: int
+    symbol: str
+    side: Side
+    order_type: OrderType
+    quantity: Amount
+    price: Amount | None
+    at: float
+    """Seconds since the epoch (the batch's time)."""
+
+
+class OrderWithdrawn(Struct, kw_only=True, tag_field="type", tag="cancelled"):
+    order_id: int
+    user_id: int
+    symbol: str
+    reason: CancelReason
+    filled: Amount
+    at: float
+
+
+class TradeDone(Struct, kw_only=True, tag_field="type", tag="trade"):
+    trade_id: int
+    symbol: str
+    price: Amount
+    quantity: Amount
+    buyer_user_id: int
+    seller_user_id: int
+    buyer_order_id: int
+    seller_order_id: int
+    at: float
+
+
+class SelfTradePrevented(Struct, kw_only=True, tag_field="type", tag="self_trade"):
+    user_id: int
+    order_id: int | None
+    symbol: str | None
+    at: float
+
+
+class WithdrawalMade(Struct, kw_only=True, tag_field="type", tag="withdrawal"):
+    user_id: int
+    asset: str
+    amount: Amount
+    at: float
+
+
+ActivityItem: TypeAlias = (
+    OrderPlaced | OrderWithdrawn | TradeDone | SelfTradePrevented | WithdrawalMade
+)
+
+
+class Activity(Struct, kw_only=True):
+    """One committed batch's trading activity (the ``data`` field of a stream entry)."""
+
+    items: list[ActivityItem]
+
+
+_activity = msgspec.json.Decoder(Activity)
+
+
+def decode_activity(data: str | bytes) -> Activity:
+    return _activity.decode(data)

@@ -34,6 +34,7 @@ def test_compose_has_every_process(compose: dict[str, dict[str, dict[str, object
         "migrate",
         "worker",
         "jobs",
+        "risk-monitor",
         "api-1",
         "api-2",
         "nginx",
@@ -45,7 +46,7 @@ def test_each_tradegraph_command_is_a_real_cli_command(
 ) -> None:
     known = _subcommands()
     checked = 0
-    assert {"migrate", "worker", "jobs", "api"} <= known
+    assert {"migrate", "worker", "jobs", "risk-monitor", "api"} <= known
     for service in compose["services"].values():
         command = service.get("command")
         if not (isinstance(command, list) and command[0] == "tradegraph"):
@@ -53,7 +54,7 @@ def test_each_tradegraph_command_is_a_real_cli_command(
         assert command[1] in known
         build_parser().parse_args(command[1:])  # exits (SystemExit) on bad arguments
         checked += 1
-    assert checked == 5  # migrate, worker, jobs, api-1, api-2
+    assert checked == 6  # migrate, worker, jobs, risk-monitor, api-1, api-2
 
 
 def test_the_image_default_command_is_the_api() -> None:
@@ -80,7 +81,7 @@ def test_redis_keeps_its_data_on_a_volume(compose: dict[str, dict[str, dict[str,
 def test_every_tradegraph_service_restarts_unless_stopped(
     compose: dict[str, dict[str, dict[str, object]]],
 ) -> None:
-    for name in ("worker", "api-1", "api-2"):
+    for name in ("worker", "risk-monitor", "api-1", "api-2"):
         assert compose["services"][name]["restart"] == "unless-stopped", name
 
 

@@ -76,3 +76,7 @@ class Keys:
     def markets_channel(self) -> str:
         """A market's status after each halt or resume (the API processes' market cache)."""
         return f"{self.prefix}events:markets"
+
+    def activity_stream(self) -> str:
+        """The committed activity (one entry per batch) the risk monitor reads."""
+        return f"{self.prefix}activity"

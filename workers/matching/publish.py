@@ -27,9 +27,13 @@ from engine import (
     MarketHalted,
     MarketResumed,
     MarketStatus,
+    OrderAccepted,
+    OrderCancelled,
     RiskEventRaised,
     Side,
+    TradeExecuted,
 )
+from engine.enums import BalanceReason
 from workers.matching.store import Batch, moment
 
 SIDE_KEY = {Side.BUY: "bids", Side.SELL: "asks"}
@@ -88,8 +92,79 @@ def apply_book_delta(
     )
 
 
+ACTIVITY_MAXLEN = 200_000
+"""About how many entries the activity stream keeps (Settings.activity_stream_maxlen)."""
+
+
+def activity_items(events: list[Event], at: float) -> list[wire.ActivityItem]:
+    """What the risk monitor reads of one committed batch: its accepted and cancelled
+    orders, trades, prevented self-trades and withdrawals (one pass, no lookups)."""
+    items: list[wire.ActivityItem] = []
+    for event in events:
+        match event:
+            case OrderAccepted():
+                items.append(
+                    wire.OrderPlaced(
+                        order_id=event.order_id,
+                        user_id=event.user_id,
+                        symbol=event.symbol,
+                        side=event.side,
+                        order_type=event.type,
+                        quantity=amount(event.quantity),
+                        price=None if event.price is None else amount(event.price),
+                        at=at,
+                    )
+                )
+            case OrderCancelled():
+                items.append(
+                    wire.OrderWithdrawn(
+                        order_id=event.order_id,
+                        user_id=event.user_id,
+                        symbol=event.symbol,
+                        reason=event.reason,
+                        filled=amount(event.filled_quantity),
+                        at=at,
+                    )
+                )
+            case TradeExecuted():
+                items.append(
+                    wire.TradeDone(
+                        trade_id=event.trade_id,
+                        symbol=event.symbol,
+                        price=amount(event.price),
+                        quantity=amount(event.quantity),
+                        buyer_user_id=event.buyer_user_id,
+                        seller_user_id=event.seller_user_id,
+                        buyer_order_id=event.buyer_order_id,
+                        seller_order_id=event.seller_order_id,
+                        at=at,
+                    )
+                )
+            case RiskEventRaised() if event.rule == "self_trade":
+                items.append(
+                    wire.SelfTradePrevented(
+                        user_id=event.user_id, order_id=event.order_id, symbol=event.symbol, at=at
+                    )
+                )
+            case BalanceChanged() if event.reason is BalanceReason.WITHDRAWAL:
+                items.append(
+                    wire.WithdrawalMade(
+                        user_id=event.user_id,
+                        asset=event.asset,
+                        amount=amount(-event.available_delta),
+                        at=at,
+                    )
+                )
+    return items
+
+
 def publish_events(
-    pipe: Pipeline, keys: Keys, events: list[Event], risk_ids: list[int], batch: Batch
+    pipe: Pipeline,
+    keys: Keys,
+    events: list[Event],
+    risk_ids: list[int],
+    batch: Batch,
+    activity_maxlen: int = ACTIVITY_MAXLEN,
 ) -> None:
     """Queue the cache updates and pub/sub messages of one committed batch on ``pipe``.
 
@@ -153,6 +228,15 @@ def publish_events(
     for user_id, user_events in batch.user_events.items():
         mine = wire.UserEvents(user_id=user_id, events=user_events)
         pipe.publish(keys.user_channel(user_id), wire.encode(mine))
+    # The risk monitor's feed: durable (a stream), one entry per batch, after the commit.
+    items = activity_items(events, batch.executed_at.timestamp())
+    if items:
+        pipe.xadd(
+            keys.activity_stream(),
+            {"data": wire.encode(wire.Activity(items=items))},
+            maxlen=activity_maxlen,
+            approximate=True,
+        )
 
 
 async def rebuild_book_cache(redis: Redis, keys: Keys, engine: Engine) -> None:

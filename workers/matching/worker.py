@@ -625,7 +625,14 @@ class MatchingWorker:
         # Book cache and events first, then the replies: a caller that reads the book after
         # its reply sees its order. Acknowledging last only risks a harmless replay.
         async with self.redis.pipeline(transaction=False) as pipe:
-            publish_events(pipe, self.keys, matched.events, matched.risk_ids, batch)
+            publish_events(
+                pipe,
+                self.keys,
+                matched.events,
+                matched.risk_ids,
+                batch,
+                self.settings.activity_stream_maxlen,
+            )
             for channel, channel_replies in matched.replies.items():
                 pipe.publish(channel, wire.encode(wire.ReplyBatch(replies=channel_replies)))
             if matched.entry_ids:  # a tick's batch has none

@@ -1,0 +1,1 @@
+"""The manipulation detector: ``tradegraph risk-monitor`` (README "Manipulation detection")."""
