@@ -140,7 +140,7 @@ def activity_items(events: list[Event], at: float) -> list[wire.ActivityItem]:
                         at=at,
                     )
                 )
-            case RiskEventRaised() if event.rule == "self_trade":
+            case RiskEventRaised() if event.rule == "self_trade" and event.user_id is not None:
                 items.append(
                     wire.SelfTradePrevented(
                         user_id=event.user_id, order_id=event.order_id, symbol=event.symbol, at=at
