@@ -122,9 +122,12 @@ class Settings(BaseSettings):
     ws_init_timeout_seconds: float = Field(default=10.0, gt=0)
     ws_idle_timeout_seconds: float = Field(default=60.0, gt=0)
     # Failed logins per account (email, known or not) in a window; past it every login for
-    # that email is refused with RATE_LIMITED until the window ends, the right password too.
+    # that email is refused with LOGIN_LOCKED until the window ends, the right password too.
     login_failures_per_account: int = Field(default=10, ge=1)
     login_failure_window_seconds: int = Field(default=900, ge=1)
+    # Failed logins for emails no account has are LOGIN risk events (user NULL) at most once
+    # per client IP per failure window, and at most this many a minute in all (0: never).
+    login_unknown_email_events_per_minute: int = Field(default=60, ge=0)
     # /metrics in production: loopback callers, or `Authorization: Bearer <metrics_token>`
     # when one is set; anyone else gets 404. Outside production it is open.
     metrics_token: str | None = None

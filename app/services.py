@@ -8,6 +8,7 @@ from datetime import timedelta
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.accounts.logins import LoginMonitor
 from app.accounts.service import AccountService
 from app.accounts.sessions import LoginThrottle, SessionStore
 from app.balances.service import BalanceService
@@ -68,6 +69,15 @@ class Services:
         markets = MarketService(
             sessions, redis, keys, bus, timeout=settings.command_timeout, cache=cache
         )
+        risk = RiskService(sessions, redis, keys)
+        login_monitor = LoginMonitor(
+            sessions,
+            risk,
+            redis,
+            keys,
+            window_seconds=settings.login_failure_window_seconds,
+            unknown_email_events_per_minute=settings.login_unknown_email_events_per_minute,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -90,8 +100,9 @@ class Services:
                     limit=settings.login_failures_per_account,
                     window_seconds=settings.login_failure_window_seconds,
                 ),
+                login_monitor=login_monitor,
             ),
-            risk=RiskService(sessions),
+            risk=risk,
             risk_controls=RiskControls(sessions, bus, timeout=settings.command_timeout),
             fees=FeeService(sessions),
             rate_limiter=RateLimiter(redis, keys, settings),
@@ -111,6 +122,8 @@ class Services:
             await self.markets.cache.start()
 
     async def close(self) -> None:
+        if self.accounts.monitor is not None:
+            await self.accounts.monitor.drain()  # the last logins' risk events
         if self.markets.cache is not None:
             await self.markets.cache.close()
         await self.broadcast.disconnect()

@@ -4,6 +4,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import BigInteger, Computed, ForeignKey, Numeric, String
+from sqlalchemy.dialects.postgresql import INET
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.kit.orm import Base
@@ -52,3 +53,15 @@ class LedgerEntry(Base):
     reason: Mapped[str] = mapped_column(String(20))
     reference: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(server_default="now()")
+
+
+class LoginIp(Base):
+    """An address a user has logged in (or signed up) from (migration 0010)."""
+
+    __tablename__ = "login_ips"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    ip: Mapped[str] = mapped_column(INET, primary_key=True)
+    first_seen: Mapped[datetime] = mapped_column(server_default="now()")
+    last_seen: Mapped[datetime] = mapped_column(server_default="now()")
+    count: Mapped[int] = mapped_column(server_default="1")

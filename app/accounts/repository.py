@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.models import User
@@ -46,3 +46,24 @@ async def list_users(
 async def fee_account_id(session: AsyncSession) -> int:
     result = await session.execute(select(User.id).where(User.role == "system"))
     return result.scalar_one()
+
+
+_SEEN_FROM = text(
+    """
+    WITH known AS (SELECT count(*) AS n FROM login_ips WHERE user_id = :user_id),
+    seen AS (
+        INSERT INTO login_ips (user_id, ip) VALUES (:user_id, CAST(:ip AS inet))
+        ON CONFLICT (user_id, ip)
+        DO UPDATE SET last_seen = CURRENT_TIMESTAMP, count = login_ips.count + 1
+        RETURNING (xmax = 0) AS new
+    )
+    SELECT seen.new, known.n FROM seen, known
+    """
+)
+
+
+async def record_login_ip(session: AsyncSession, user_id: int, ip: str) -> tuple[bool, int]:
+    """Note that ``user_id`` logged in from ``ip``: whether the address is new for them,
+    and how many addresses they had before (one statement: the count is from before it)."""
+    row = (await session.execute(_SEEN_FROM, {"user_id": user_id, "ip": ip})).one()
+    return bool(row[0]), int(row[1])

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app import wire
 from app.accounts import repository
 from app.accounts.errors import AccountErrorCode
+from app.accounts.logins import LoginMonitor
 from app.accounts.models import User
 from app.accounts.passwords import hash_password, verify_password
 from app.accounts.sessions import LoginThrottle, SessionStore, Viewer, permissions_for
@@ -96,9 +97,11 @@ class AccountService:
         bus: CommandBus,
         command_timeout: float,
         login_throttle: LoginThrottle | None = None,
+        login_monitor: LoginMonitor | None = None,
     ) -> None:
         self._db = sessions
         self._throttle = login_throttle
+        self.monitor = login_monitor
         self._sessions = session_store
         self._secret = jwt_secret
         self._ttl = token_ttl
@@ -107,8 +110,11 @@ class AccountService:
 
     # -- sign-up, login, sessions -------------------------------------------------------
 
-    async def register(self, *, email: str, username: str, password: str) -> Login:
-        """Create a trader (KYC pending, fee tier 1) and log them in."""
+    async def register(
+        self, *, email: str, username: str, password: str, ip: str | None = None
+    ) -> Login:
+        """Create a trader (KYC pending, fee tier 1) and log them in (``ip``, where they
+        signed up from, is their first known address)."""
         email, username = email.strip().lower(), username.strip()
         problems = [
             p
@@ -144,38 +150,49 @@ class AccountService:
                     _username_taken() if "username" in str(exc.orig) else _email_taken()
                 ) from exc
             await session.refresh(user)
-        return await self.start_session(user)
+        login = await self.start_session(user)
+        if self.monitor is not None:
+            self.monitor.succeeded(user_id=user.id, ip=ip)
+        return login
 
-    async def login(self, *, email: str, password: str) -> Login:
+    async def login(self, *, email: str, password: str, ip: str | None = None) -> Login:
         """Check the password and start a new session (ending any previous one).
 
         After too many failures for one email (see :class:`LoginThrottle`) every attempt
-        for it is refused, the right password too, with ``INVALID_CREDENTIALS`` and a
-        message saying when to retry; the same for an email no account has.
+        for it is refused, the right password too, with ``LOGIN_LOCKED`` and a message
+        saying when to retry; the same for an email no account has. A wrong password is
+        ``INVALID_CREDENTIALS``. Failures, the lock and a login from an address (``ip``,
+        the client's) the user never came from are LOGIN risk events
+        (:class:`LoginMonitor`), written after this returns.
         """
         email = email.strip().lower()
         if self._throttle is not None:
             retry_after = await self._throttle.retry_after(email)
             if retry_after is not None:
-                raise AccountError(
-                    _problem(
-                        AccountErrorCode.INVALID_CREDENTIALS,
-                        f"too many failed logins for this account; try again in {retry_after} s",
-                    )
-                )
+                raise AccountError(_locked(retry_after))
         async with self._db() as session:
             user = await repository.get_user_by_email(session, email)
         password_hash = user.password_hash if user is not None else _decoy_hash()
         matches = await asyncio.to_thread(verify_password, password_hash, password)
         if user is None or not matches or not permissions_for(user.role):
-            if self._throttle is not None:
-                await self._throttle.failed(email)
+            failure = await self._throttle.failed(email) if self._throttle is not None else None
+            if self.monitor is not None:
+                known = user is not None and user.role != "system"
+                self.monitor.failed(
+                    user_id=user.id if known and user else None,
+                    email=email,
+                    ip=ip,
+                    failure=failure,
+                )
             raise AccountError(
                 _problem(AccountErrorCode.INVALID_CREDENTIALS, "wrong email or password")
             )
         if self._throttle is not None:
             await self._throttle.succeeded(email)
-        return await self.start_session(user)
+        login = await self.start_session(user)
+        if self.monitor is not None:
+            self.monitor.succeeded(user_id=user.id, ip=ip)
+        return login
 
     async def start_session(self, user: User) -> Login:
         """Issue a token for ``user`` and make it their one live session (no password check:
@@ -266,6 +283,13 @@ class AccountService:
         refreshed = await self.get(user_id)
         assert refreshed is not None
         return refreshed
+
+
+def _locked(retry_after: int) -> Problem:
+    return _problem(
+        AccountErrorCode.LOGIN_LOCKED,
+        f"too many failed logins for this account; try again in {retry_after} s",
+    )
 
 
 def _email_taken() -> Problem:

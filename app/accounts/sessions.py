@@ -59,13 +59,16 @@ return 0
 """
 
 
-# One failed login: count it, and start the window with the first failure.
+# One failed login: count it, and start the window with the first failure. Returns the
+# count and the seconds the window has left.
 _FAILED = """
 local used = redis.call('INCR', KEYS[1])
-if used == 1 or redis.call('TTL', KEYS[1]) < 0 then
+local ttl = redis.call('TTL', KEYS[1])
+if used == 1 or ttl < 0 then
     redis.call('EXPIRE', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
 end
-return used
+return {used, ttl}
 """
 
 
@@ -204,6 +207,17 @@ class SessionStore:
             self._listener = None
 
 
+@dataclass(frozen=True, slots=True)
+class FailedLogin:
+    """One failure as the throttle counted it: ``attempts`` in the window so far, and
+    ``locked`` for the failure that reached the limit (once per window: the locked ones
+    after it are refused before they are counted)."""
+
+    attempts: int
+    locked: bool
+    retry_after: int
+
+
 class LoginThrottle:
     """Failed logins per account: past ``limit`` failures within ``window_seconds`` of the
     first, every login for that email is refused until the window ends.
@@ -234,8 +248,12 @@ class LoginThrottle:
             return None
         return max(int(ttl), 1)
 
-    async def failed(self, email: str) -> None:
-        await self._failed(keys=[self._key(email)], args=[self.window])
+    async def failed(self, email: str) -> FailedLogin:
+        """Count one failure for ``email``; whether this one locked it."""
+        used, ttl = await self._failed(keys=[self._key(email)], args=[self.window])
+        return FailedLogin(
+            attempts=int(used), locked=int(used) == self.limit, retry_after=max(int(ttl), 1)
+        )
 
     async def succeeded(self, email: str) -> None:
         await self._redis.delete(self._key(email))

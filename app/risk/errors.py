@@ -7,3 +7,4 @@ from enum import StrEnum
 
 class RiskErrorCode(StrEnum):
     NOT_FOUND = "NOT_FOUND"
+    INVALID_INPUT = "INVALID_INPUT"

@@ -22,3 +22,13 @@ class RiskEvent(Base):
     resolved: Mapped[bool] = mapped_column(server_default="false")
     created_at: Mapped[datetime] = mapped_column(server_default="now()")
     updated_at: Mapped[datetime] = mapped_column(server_default="now()")
+    # migration 0010: who resolved it, when, and what they noted
+    resolution_note: Mapped[str | None] = mapped_column(Text)
+    resolved_at: Mapped[datetime | None]
+    resolved_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    @property
+    def rule(self) -> str | None:
+        """Which rule raised it (``metadata.rule``), if it says."""
+        rule = (self.metadata_ or {}).get("rule")
+        return rule if isinstance(rule, str) else None

@@ -38,7 +38,10 @@ class AccountMutations:
     async def register(self, info: Info, input: RegisterInput) -> AuthPayload:
         try:
             login = await info.context.services.accounts.register(
-                email=input.email, username=input.username, password=input.password
+                email=input.email,
+                username=input.username,
+                password=input.password,
+                ip=info.context.client_ip,
             )
         except Refused as refusal:
             return AuthPayload(errors=user_errors(refusal.problems))
@@ -47,12 +50,16 @@ class AccountMutations:
     @strawberry.mutation(
         description=(
             "Log in: returns a bearer token valid for 24 h. One session per user: this ends "
-            "any earlier session's token."
+            "any earlier session's token. A wrong password is INVALID_CREDENTIALS; after too "
+            "many for one email every login for it is LOGIN_LOCKED for a while (the message "
+            "says how long)."
         )
     )
     async def login(self, info: Info, email: str, password: str) -> AuthPayload:
         try:
-            login = await info.context.services.accounts.login(email=email, password=password)
+            login = await info.context.services.accounts.login(
+                email=email, password=password, ip=info.context.client_ip
+            )
         except Refused as refusal:
             return AuthPayload(errors=user_errors(refusal.problems))
         return _signed_in(info, login)

@@ -13,7 +13,7 @@ from graph.errors import UserError
 from graph.fees.types import NextFeeTier
 from graph.pagination import Connection
 from graph.permissions import IsAdmin, IsAdminOrSelf
-from graph.risk.types import RiskEvent
+from graph.risk.types import RiskEvent, RiskEventType, RiskSeverity, event_filter
 
 MAX_NESTED_RISK_EVENTS = 100
 
@@ -56,13 +56,32 @@ class User:
 
     @strawberry.field(
         permission_classes=[IsAdmin],
-        description=f"The newest risk events (admin only; at most {MAX_NESTED_RISK_EVENTS}).",
+        description=(
+            f"The newest risk events about this user (admin only; at most "
+            f"{MAX_NESTED_RISK_EVENTS}), narrowed as `riskEvents` narrows them."
+        ),
     )
     async def risk_events(
-        self, info: strawberry.Info[Context, None], first: int = 10
+        self,
+        info: strawberry.Info[Context, None],
+        first: int = 10,
+        event_type: RiskEventType | None = None,
+        severity: RiskSeverity | None = None,
+        resolved: bool | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        rule: str | None = None,
     ) -> list[RiskEvent] | None:
         first = max(1, min(first, MAX_NESTED_RISK_EVENTS))
-        rows = await info.context.loaders.risk_events_of_user.load((self.pk, first))
+        where = event_filter(
+            event_type=event_type,
+            severity=severity,
+            resolved=resolved,
+            since=since,
+            until=until,
+            rule=rule,
+        )
+        rows = await info.context.loaders.risk_events_of_user.load((self.pk, first, where))
         return [RiskEvent.from_row(row) for row in rows]
 
     @strawberry.field(
