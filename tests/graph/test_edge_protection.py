@@ -89,7 +89,7 @@ async def test_failed_logins_are_throttled_per_account(
     locked = await _login(edge_app, user.email, PASSWORD)  # even the right password, now
     assert locked["token"] is None
     [error] = locked["errors"]
-    assert error["code"] == "INVALID_CREDENTIALS"
+    assert error["code"] == "LOGIN_LOCKED"
     assert error["message"].startswith("too many failed logins for this account; try again in")
     # An email nobody has is throttled the same way: the refusal says nothing about accounts.
     nobody = unique_email("nobody")

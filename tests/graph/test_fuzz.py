@@ -214,6 +214,19 @@ async def test_generated_operations_never_get_an_internal_error(
     # rejectKyc may have rejected the trader (the worker enforces it): approve them again.
     approved = await bus.submit("set_kyc", {"user_id": trader.id, "status": "approved"})
     assert approved["ok"], approved
+    # The admin's risk controls may have suspended the trader or changed limits: back to
+    # the migration's defaults for the tests after this one.
+    await bus.submit("set_trading_suspension", {"user_id": trader.id, "suspended": False})
+    for symbol, quantity in (("BTC-USDT", "1000"), ("ETH-USDT", "10000")):
+        reset = {"symbol": symbol, "max_order_quantity": quantity, "max_order_notional": "10000000"}
+        assert (await bus.submit("set_market_limits", reset))["ok"]
+    for asset, default in (("BTC", "10000"), ("ETH", "100000"), ("USDT", None)):
+        await bus.submit(
+            "set_position_limit", {"user_id": None, "asset": asset, "max_position": default}
+        )
+        await bus.submit(
+            "set_position_limit", {"user_id": trader.id, "asset": asset, "max_position": None}
+        )
     after = await place(bus, trader.id, "ETH-USDT", "BUY", "0.01", "1000")
     for symbol in SYMBOLS[:2]:  # an admin's haltMarket may have halted it; other tests trade
         await bus.submit("resume", {"symbol": symbol})
