@@ -34,6 +34,9 @@ TIGHT = {
     "TRADEGRAPH_RISK_WASH_TRADING_COUNT": "3",
     "TRADEGRAPH_RISK_ORDER_BURST_ORDERS": "10",
     "TRADEGRAPH_RISK_ORDER_BURST_WINDOW_SECONDS": "10",
+    "TRADEGRAPH_RISK_CANCEL_TO_FILL_MIN_CANCELS": "8",
+    "TRADEGRAPH_RISK_CANCEL_TO_FILL_RATIO": "5",
+    "TRADEGRAPH_RISK_WASH_PAIR_MIN_TRADES": "4",
 }
 
 
@@ -244,3 +247,70 @@ async def test_too_many_orders_in_the_window_are_an_order_burst(
     assert alert["riskAlerts"]["id"] == str(row["id"])
     await trader('mutation { cancelAllOrders(symbol: "ETH-USDT") { cancelledCount } }')
     await alerts.stop()
+
+
+async def test_cancelling_without_fills_is_cancel_to_fill(
+    monitor: Platform, services: Services, db: asyncpg.Connection
+) -> None:
+    admin = Api(monitor, await login(services, await create_admin(services)))
+    user_id, trader = await trader_of(monitor, services, admin)
+    for i in range(8):
+        placed = (await trader(PLACE, **bid(f"{1700 - i}")))["placeOrder"]
+        done = await trader(
+            "mutation($id: ID) { cancelOrder(id: $id) { errors { code } } }",
+            id=placed["order"]["id"],
+        )
+        assert done["cancelOrder"]["errors"] == []
+    (row,) = await wait_rows(db, user_id, "cancel_to_fill", 1)
+    assert row["event_type"] == "SUSPICIOUS_ACTIVITY" and row["severity"] == "LOW"
+    meta = row["metadata"]
+    assert (meta["cancels"], meta["fills"], meta["threshold_min_cancels"]) == (8, 0, 8)
+    assert meta["threshold_ratio"] == 5 and meta["window_seconds"] == 3600
+
+
+async def test_large_orders_cancelled_at_once_are_spoofing(
+    monitor: Platform, services: Services, db: asyncpg.Connection
+) -> None:
+    admin = Api(monitor, await login(services, await create_admin(services)))
+    user_id, trader = await trader_of(monitor, services, admin)
+    for i in range(10):  # the account's (and the market's) typical size: 0.1
+        assert (await trader(PLACE, **bid(f"{1600 - i}")))["placeOrder"]["errors"] == []
+    big = []
+    for i in range(3):
+        entry = bid(f"{1650 + i}")
+        entry["input"]["quantity"] = "2"
+        placed = (await trader(PLACE, **entry))["placeOrder"]
+        big.append(int(placed["order"]["id"]))
+        await trader(
+            "mutation($id: ID) { cancelOrder(id: $id) { errors { code } } }",
+            id=placed["order"]["id"],
+        )
+    (row,) = await wait_rows(db, user_id, "spoofing", 1)
+    assert row["event_type"] == "SUSPICIOUS_ACTIVITY" and row["severity"] == "HIGH"
+    meta = row["metadata"]
+    assert meta["order_ids"] == big and meta["symbol"] == "ETH-USDT"
+    assert (meta["count"], meta["size_multiple"], meta["threshold_count"]) == (3, 10, 3)
+    await trader('mutation { cancelAllOrders(symbol: "ETH-USDT") { cancelledCount } }')
+
+
+async def test_two_accounts_trading_with_each_other_are_a_wash_pair(
+    monitor: Platform, services: Services, db: asyncpg.Connection
+) -> None:
+    admin = Api(monitor, await login(services, await create_admin(services)))
+    seller_id, seller = await trader_of(monitor, services, admin)
+    buyer_id, buyer = await trader_of(monitor, services, admin)
+    await admin(DEPOSIT, u=str(seller_id), a="ETH", n="10")
+    for _ in range(4):
+        ask = bid("2000")
+        ask["input"]["side"] = "SELL"
+        assert (await seller(PLACE, **ask))["placeOrder"]["errors"] == []
+        take = bid("2000")
+        take["input"]["timeInForce"] = "IOC"
+        assert (await buyer(PLACE, **take))["placeOrder"]["order"]["status"] == "FILLED"
+    low, high = sorted((seller_id, buyer_id))
+    (row,) = await wait_rows(db, low, "wash_pair", 1)
+    assert row["event_type"] == "SUSPICIOUS_ACTIVITY" and row["severity"] == "HIGH"
+    meta = row["metadata"]
+    assert meta["counterparty_user_id"] == high
+    assert (meta["count"], meta["user_trades"], meta["counterparty_trades"]) == (4, 4, 4)
+    assert meta["threshold_min_trades"] == 4 and meta["threshold_share_percent"] == 80
