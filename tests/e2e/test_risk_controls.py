@@ -14,6 +14,7 @@ from gql.transport.websockets import WebsocketsTransport
 from redis.asyncio import Redis
 
 from app.config import Settings
+from app.kit.bus import CommandBus
 from app.kit.db import plain_url
 from app.kit.redis import Keys, create_redis
 from app.services import Services
@@ -54,7 +55,11 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
 
 
 @pytest.fixture
-async def admin(platform: Platform, services: Services) -> AsyncIterator[Api]:
+async def admin(platform: Platform, services: Services, bus: CommandBus) -> AsyncIterator[Api]:
+    # An empty book to start from: other tests leave orders resting on the shared market.
+    halted = await bus.submit("halt", {"symbol": SYMBOL, "reason": "reset", "cancel_orders": True})
+    assert halted["ok"], halted
+    assert (await bus.submit("resume", {"symbol": SYMBOL}))["ok"]
     api = Api(platform, await login(services, await create_admin(services)))
     yield api
     # The other tests share the market: its band and breaker go off again, and a halt ends.
@@ -105,6 +110,11 @@ async def wait_status(api: Api, status: str, seconds: float = 10.0) -> None:
 async def test_price_band_position_limit_and_order_size_refusals_have_their_exact_messages(
     platform: Platform, services: Services, admin: Api
 ) -> None:
+    (seller, _), (buyer, buyer_id) = (
+        await trader(platform, services, admin),
+        await trader(platform, services, admin),
+    )
+    assert (await trade_at(seller, buyer, "2000"))["fills"] == [{"price": "2000", "quantity": "1"}]
     set_limits = await admin(
         LIMITS,
         s=SYMBOL,
@@ -112,11 +122,6 @@ async def test_price_band_position_limit_and_order_size_refusals_have_their_exac
     )
     assert set_limits["setMarketRiskLimits"]["errors"] == []
     assert set_limits["setMarketRiskLimits"]["limits"]["priceBandPercent"] == "10"
-    (seller, _), (buyer, buyer_id) = (
-        await trader(platform, services, admin),
-        await trader(platform, services, admin),
-    )
-    assert (await trade_at(seller, buyer, "2000"))["fills"] == [{"price": "2000", "quantity": "1"}]
     refused = (await buyer(PLACE, **order("BUY", "1", "2200.01")))["placeOrder"]
     assert refused["errors"] == [
         {
@@ -262,7 +267,6 @@ async def test_a_breaker_halt_survives_a_worker_restart(
         await trader(platform, services, admin),
         await trader(platform, services, admin),
     )
-    # Above every bid the other tests left resting: each sell waits for its buyer.
     await trade_at(seller, buyer, "5000")
     await trade_at(seller, buyer, "5300")
     await wait_status(admin, "HALTED", 2)
