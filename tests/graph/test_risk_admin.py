@@ -31,6 +31,13 @@ RESOLVE = """mutation($id: ID!, $note: String) { resolveRiskEvent(id: $id, note:
   riskEvent { resolved resolutionNote resolvedAt resolvedBy { id } } errors { code field } } }"""
 
 
+async def drain(services: Services) -> None:
+    """Wait for the login events the API writes just after answering."""
+    monitor = services.accounts.monitor
+    assert monitor is not None
+    await monitor.drain()
+
+
 async def call(app: Starlette, query: str, token: str | None = None, **variables: Any) -> Any:
     async with asgi_client(app) as client:
         return await graphql(client, query, variables, token=token)
@@ -50,7 +57,7 @@ async def test_a_failed_login_is_a_login_event_an_admin_can_filter_and_resolve(
     admin = await login(services, admin_user)
     body = await call(app, LOGIN, e=user.email, p="not the password")
     assert body["data"]["login"]["errors"][0]["code"] == "INVALID_CREDENTIALS"
-    await services.accounts.monitor.drain()
+    await drain(services)
 
     (event,) = await events(app, admin, u=str(user.id), rule="failed_login")
     assert (event["eventType"], event["severity"], event["rule"]) == (
@@ -112,10 +119,10 @@ async def test_a_login_from_a_new_address_is_an_event_and_a_known_one_is_not(
     admin = await login(services, await create_admin(services))
     await services.accounts.login(email=user.email, password=PASSWORD, ip="10.20.0.1")
     await services.accounts.login(email=user.email, password=PASSWORD, ip="10.20.0.1")
-    await services.accounts.monitor.drain()
+    await drain(services)
     assert await events(app, admin, u=str(user.id), rule="new_ip") == []  # the first address
     await services.accounts.login(email=user.email, password=PASSWORD, ip="10.20.0.2")
-    await services.accounts.monitor.drain()
+    await drain(services)
     (event,) = await events(app, admin, u=str(user.id), rule="new_ip")
     assert (event["eventType"], event["severity"]) == ("LOGIN", "LOW")
     assert event["metadata"]["ip"] == "10.20.0.2" and event["metadata"]["known_ips"] == 1
@@ -134,7 +141,7 @@ async def test_repeated_failures_lock_the_login_with_login_locked_and_one_event(
     (error,) = body["data"]["login"]["errors"]
     assert error["code"] == "LOGIN_LOCKED"
     assert error["message"].startswith("too many failed logins for this account; try again in ")
-    await services.accounts.monitor.drain()
+    await drain(services)
     (locked,) = await events(app, admin, u=str(user.id), rule="login_locked")
     assert (locked["eventType"], locked["severity"]) == ("LOGIN", "MEDIUM")
     assert len(await events(app, admin, u=str(user.id), rule="failed_login")) == limit
