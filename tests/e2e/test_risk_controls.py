@@ -18,6 +18,7 @@ from app.kit.bus import CommandBus
 from app.kit.db import plain_url
 from app.kit.redis import Keys, create_redis
 from app.services import Services
+from tests.support.exchange import clear_books
 from tests.support.factories import create_admin, create_user, login
 from tests.support.live import Api, Watch, subscribed
 from tests.support.processes import Platform
@@ -57,13 +58,12 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
 @pytest.fixture
 async def admin(platform: Platform, services: Services, bus: CommandBus) -> AsyncIterator[Api]:
     # An empty book to start from: other tests leave orders resting on the shared market.
-    halted = await bus.submit("halt", {"symbol": SYMBOL, "reason": "reset", "cancel_orders": True})
-    assert halted["ok"], halted
-    assert (await bus.submit("resume", {"symbol": SYMBOL}))["ok"]
+    await clear_books(bus, (SYMBOL,))
     api = Api(platform, await login(services, await create_admin(services)))
     yield api
     # The other tests share the market: its band and breaker go off again, and a halt ends.
     await api(LIMITS, s=SYMBOL, input={"maxOrderQuantity": "10000", "maxOrderNotional": "10000000"})
+    await clear_books(bus)
     status = (await api(MARKET, s=SYMBOL))["market"]["status"]
     if status == "HALTED":
         await api(

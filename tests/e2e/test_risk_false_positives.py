@@ -12,9 +12,11 @@ from typing import Any
 import asyncpg
 import pytest
 
+from app.kit.bus import CommandBus
 from app.kit.db import plain_url
 from app.kit.redis import Keys, create_redis
 from app.services import Services
+from tests.support.exchange import clear_books
 from tests.support.factories import create_admin, create_user, login
 from tests.support.live import Api
 from tests.support.processes import Platform
@@ -44,6 +46,12 @@ def monitor(platform: Platform) -> Iterator[Platform]:
         yield platform
     finally:
         platform.stop("risk-monitor")
+
+
+@pytest.fixture(autouse=True)
+async def empty_books_after(bus: CommandBus) -> AsyncIterator[None]:
+    yield
+    await clear_books(bus)
 
 
 @pytest.fixture

@@ -151,3 +151,15 @@ async def cached_levels(redis: Redis, keys: Keys, symbol: str, side: str) -> lis
     """The worker's Redis book cache for one side, best price last for bids."""
     members: Any = await redis.zrange(keys.order_book(symbol, side), 0, -1, withscores=True)
     return [{**json.loads(member), "score": score} for member, score in members]
+
+
+async def clear_books(bus: CommandBus, symbols: tuple[str, ...] = ("BTC-USDT", "ETH-USDT")) -> None:
+    """Cancel every resting order of the shared markets (a halt that cancels, then a resume):
+    a test that leaves quotes behind must not trade with the next test's orders."""
+    for symbol in symbols:
+        halted = await bus.submit(
+            "halt", {"symbol": symbol, "reason": "test reset", "cancel_orders": True}
+        )
+        assert halted["ok"] or halted["error"]["code"] == "INVALID_INPUT", halted
+        resumed = await bus.submit("resume", {"symbol": symbol})
+        assert resumed["ok"], resumed

@@ -72,7 +72,8 @@ async def load_snapshot(
     position_limits: dict[str, int] = {}
     user_position_limits: dict[tuple[int, str], int] = {}
     for user_id, asset, limit in await conn.fetch(
-        f"SELECT user_id, asset, {units('max_position')} FROM position_limits"
+        f"SELECT user_id, asset, {units('max_position')} FROM position_limits "
+        "WHERE max_position IS NOT NULL"  # a NULL is a limit removed
     ):
         if user_id is None:
             position_limits[asset] = int(limit)
