@@ -43,6 +43,7 @@ from engine import (
     Deposit,
     Engine,
     Event,
+    MarketLimits,
     MarketSpec,
     OrderAccepted,
     OrderAmended,
@@ -86,8 +87,23 @@ MARKETS = (
 )
 
 
+RISK_LIMITS = os.environ.get("TRADEGRAPH_BENCH_RISK", "") not in ("", "0")
+"""Every pre-trade risk check on (wide enough that none refuses): what they cost."""
+
+
 def new_engine() -> Engine:
-    engine = Engine([m.spec for m in MARKETS], FEE_ACCOUNT)
+    limits = MarketLimits(
+        max_order_quantity=10**6 * SCALE,
+        max_order_notional=10**11 * SCALE,
+        price_band_ppm=500_000,
+        breaker_move_ppm=900_000,
+    )
+    engine = Engine(
+        [m.spec for m in MARKETS],
+        FEE_ACCOUNT,
+        market_limits={m.spec.symbol: limits for m in MARKETS} if RISK_LIMITS else None,
+        position_limits={"BTC": 10**7 * SCALE, "ETH": 10**8 * SCALE} if RISK_LIMITS else None,
+    )
     for user_id in range(1, ACCOUNTS + 1):
         for asset, amount in (("USDT", 100_000_000), ("BTC", 2_000), ("ETH", 30_000)):
             engine.process(Deposit(user_id, asset, amount * SCALE))
