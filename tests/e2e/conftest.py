@@ -9,12 +9,16 @@ the platform must come up regardless.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 
+import asyncpg
 import pytest
 
 from app.config import Settings
+from app.kit.bus import CommandBus
+from app.kit.db import plain_url
 from tests.support import services as svc
+from tests.support.exchange import clear_books
 from tests.support.processes import Supervisor, hold_port
 
 
@@ -54,3 +58,19 @@ def supervisor(
     finally:
         handle.stop()
         asyncio.run(svc.drop_database(postgres_server, name))
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the run's database, for asserting the rows written."""
+    assert settings.database_url
+    conn = await asyncpg.connect(plain_url(settings.database_url))
+    yield conn
+    await conn.close()
+
+
+@pytest.fixture
+async def empty_books_after(bus: CommandBus) -> AsyncIterator[None]:
+    """Cancel what the test left resting on the shared markets (``usefixtures``)."""
+    yield
+    await clear_books(bus)

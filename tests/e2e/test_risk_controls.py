@@ -13,9 +13,7 @@ import pytest
 from gql.transport.websockets import WebsocketsTransport
 from redis.asyncio import Redis
 
-from app.config import Settings
 from app.kit.bus import CommandBus
-from app.kit.db import plain_url
 from app.kit.redis import Keys, create_redis
 from app.services import Services
 from tests.support.exchange import clear_books
@@ -45,14 +43,6 @@ async def redis(services: Services) -> AsyncIterator[Redis]:
     client = create_redis(services.settings.redis_url or "")
     yield client
     await client.aclose()
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[asyncpg.Connection]:
-    assert settings.database_url
-    conn = await asyncpg.connect(plain_url(settings.database_url))
-    yield conn
-    await conn.close()
 
 
 @pytest.fixture

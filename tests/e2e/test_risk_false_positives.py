@@ -6,22 +6,19 @@ the risk monitor runs with its default settings and reads every entry, and no ru
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import pytest
 
-from app.kit.bus import CommandBus
-from app.kit.db import plain_url
 from app.kit.redis import Keys, create_redis
 from app.services import Services
-from tests.support.exchange import clear_books
 from tests.support.factories import create_admin, create_user, login
 from tests.support.live import Api
 from tests.support.processes import Platform
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("empty_books_after")]
 
 PLACE = """mutation($input: PlaceOrderInput!) { placeOrder(input: $input) {
   order { id status } errors { code message } } }"""
@@ -46,19 +43,6 @@ def monitor(platform: Platform) -> Iterator[Platform]:
         yield platform
     finally:
         platform.stop("risk-monitor")
-
-
-@pytest.fixture(autouse=True)
-async def empty_books_after(bus: CommandBus) -> AsyncIterator[None]:
-    yield
-    await clear_books(bus)
-
-
-@pytest.fixture
-async def db(services: Services) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(plain_url(services.settings.database_url or ""))
-    yield conn
-    await conn.close()
 
 
 def order(symbol: str, side: str, price: str, tif: str = "GTC") -> dict[str, Any]:

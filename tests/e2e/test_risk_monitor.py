@@ -6,22 +6,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import asyncpg
 import pytest
 from gql.transport.websockets import WebsocketsTransport
 
-from app.kit.bus import CommandBus
-from app.kit.db import plain_url
 from app.services import Services
-from tests.support.exchange import clear_books
 from tests.support.factories import create_admin, create_user, login
 from tests.support.live import Api, Watch
 from tests.support.processes import Platform
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("empty_books_after")]
 
 ALERTS = "subscription { riskAlerts { id eventType severity description } }"
 DEPOSIT = """mutation($u: ID!, $a: String!, $n: Decimal!) { deposit(userId: $u, asset: $a,
@@ -53,19 +50,6 @@ def monitor(platform: Platform) -> Iterator[Platform]:
             platform.stop("risk-monitor")
         for name in TIGHT:
             platform.env.pop(name, None)
-
-
-@pytest.fixture(autouse=True)
-async def empty_books_after(bus: CommandBus) -> AsyncIterator[None]:
-    yield
-    await clear_books(bus)
-
-
-@pytest.fixture
-async def db(services: Services) -> AsyncIterator[asyncpg.Connection]:
-    conn = await asyncpg.connect(plain_url(services.settings.database_url or ""))
-    yield conn
-    await conn.close()
 
 
 async def alert_of(alerts: Watch, row_id: int) -> list[dict[str, Any]]:
