@@ -40,6 +40,7 @@ def test_show_is_the_normalised_decimal(amount: int) -> None:
     | units.map(lambda u: format(from_units(u), "f"))
 )
 @example("1E1000000")  # beyond the decimal context's exponent: refused, not an Overflow
+@example("0E30")  # zero, whatever its exponent: 0 units
 def test_the_string_fast_path_agrees_with_decimal(text: str) -> None:
     """Plain digit strings skip Decimal; whatever they are, the answer is Decimal's."""
     try:
@@ -62,7 +63,7 @@ def _decimal_units(text: str) -> int:
         amount = Decimal(text)
     except InvalidOperation:
         raise ValueError(text) from None
-    if not amount.is_finite() or amount.adjusted() >= 30:
+    if not amount.is_finite() or (amount and amount.adjusted() >= 30):
         raise ValueError(text)  # (adjusted(), not abs(): 1E1000000 overflows the context)
     scaled = amount.scaleb(8)
     if scaled != scaled.to_integral_value():
