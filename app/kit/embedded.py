@@ -34,6 +34,22 @@ def _quiet_pgserver() -> Iterator[None]:
         yield
 
 
+def _forget_dead_handles(data_dir: Path) -> None:
+    """pgserver counts the processes that hold a server in ``.handle_pids.json`` and stops it
+    only when the last one lets go; a process that was killed never lets go, and the server
+    would then outlive every later user. Drop the pids of processes that are gone."""
+    import json
+
+    import psutil
+
+    handles = data_dir / ".handle_pids.json"
+    with suppress(FileNotFoundError, ValueError):
+        pids = json.loads(handles.read_text())
+        alive = [pid for pid in pids if isinstance(pid, int) and psutil.pid_exists(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))
+
+
 def _wait_gone(pid: int, timeout: float = 10.0) -> None:
     import psutil
 
@@ -43,6 +59,7 @@ def _wait_gone(pid: int, timeout: float = 10.0) -> None:
             proc.wait(timeout)
         except psutil.TimeoutExpired:
             proc.kill()
+            proc.wait(timeout)
 
 
 @dataclass
@@ -64,6 +81,7 @@ class EmbeddedServices:
             data_dir = Path(tempfile.mkdtemp(prefix="tg-pg-"))
             self._tempdirs.append(data_dir)
         data_dir.mkdir(parents=True, exist_ok=True)
+        _forget_dead_handles(data_dir)
         get_server = pgserver.get_server  # type: ignore[attr-defined]
         with _quiet_pgserver():
             self._pg = get_server(str(data_dir.resolve()), cleanup_mode="stop")

@@ -4,6 +4,10 @@ PostgreSQL or Redis is reachable: real servers, started and stopped by us."""
 from __future__ import annotations
 
 import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import asyncpg
@@ -25,7 +29,8 @@ def running(pid: int) -> bool:
 
 
 def test_embedded_servers_start_persist_and_stop(tmp_path: Path) -> None:
-    data = Path("/tmp") / f"tg-emb-{tmp_path.name[-12:]}"  # short: unix socket path limit
+    # Short (unix socket path limit) and new on every run.
+    data = Path(tempfile.mkdtemp(prefix="tg-emb-", dir="/tmp"))
     services = EmbeddedServices()
     try:
         server = services.start_postgres(data / "pg")
@@ -51,6 +56,12 @@ def test_embedded_servers_start_persist_and_stop(tmp_path: Path) -> None:
     assert not running(redis_pid)
     assert pg_pid is not None and not running(pg_pid)
 
+    # A process killed while it held the server left its pid behind: it must not keep the
+    # server alive after the next user lets go.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (data / "pg" / ".handle_pids.json").write_text(json.dumps([gone.pid]))
+
     # Data survives a restart in the same folder.
     again = EmbeddedServices()
     try:
@@ -67,8 +78,8 @@ def test_embedded_servers_start_persist_and_stop(tmp_path: Path) -> None:
                 await connection.close()
 
         assert asyncio.run(count()) == 2
+        pg_pid = again._pg.get_pid()
     finally:
         again.close()
-        import shutil
-
         shutil.rmtree(data, ignore_errors=True)
+    assert pg_pid is not None and not running(pg_pid)
