@@ -71,6 +71,7 @@ from app.kit.wsguard import CLOSE_TIMEOUT, CLOSE_TOO_MANY, SLOT, Connections, Sl
 from app.services import Services
 from graph.context import Context
 from graph.schema import schema
+from graph.shared import encoded
 
 log = logging.getLogger(__name__)
 
@@ -242,6 +243,18 @@ class GraphQLApp(GraphQL[Context, None]):
                 media_type="application/json",
             )
         await response(scope, receive, send)
+
+    def encode_json(self, data: object) -> str:
+        """WebSocket messages. A ``next`` (or legacy ``data``) message of only data: its
+        payload is written once for every subscriber of the same shared event."""
+        if isinstance(data, dict) and data.get("type") in ("next", "data"):
+            payload = data.get("payload")
+            if isinstance(payload, dict) and payload.keys() == {"data"}:
+                return (
+                    f'{{"id":{json.dumps(data.get("id"))},"type":"{data["type"]}",'
+                    f'"payload":{{"data":{encoded(payload["data"])}}}}}'
+                )
+        return json.dumps(data, separators=(",", ":"))
 
     def decode_json(self, data: str | bytes) -> object:
         """Bodies, ``variables`` and WebSocket messages that are not UTF-8 or are nested too

@@ -20,6 +20,7 @@ from app.kit.pubsub import BoundedBroadcast, ResilientRedisBackend
 from app.kit.ratelimit import RateLimiter
 from app.kit.redis import Keys, create_redis
 from app.markets.cache import MarketCache
+from app.markets.feed import BookFeeds
 from app.markets.service import MarketService
 from app.orders.service import TradingService
 from app.risk.controls import RiskControls
@@ -44,6 +45,7 @@ class Services:
     trading: TradingService
     balances: BalanceService
     broadcast: BoundedBroadcast
+    books: BookFeeds
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -78,6 +80,12 @@ class Services:
             window_seconds=settings.login_failure_window_seconds,
             unknown_email_events_per_minute=settings.login_unknown_email_events_per_minute,
         )
+        broadcast = BoundedBroadcast(
+            ResilientRedisBackend(
+                lambda: Redis.from_url(redis_url, client_name=keys.pubsub_client_name())
+            ),
+            max_queue=settings.subscription_queue_size,
+        )
         return cls(
             settings=settings,
             db=db,
@@ -108,12 +116,8 @@ class Services:
             rate_limiter=RateLimiter(redis, keys, settings),
             trading=TradingService(sessions, bus, markets, timeout=settings.command_timeout),
             balances=BalanceService(sessions, bus, timeout=settings.command_timeout),
-            broadcast=BoundedBroadcast(
-                ResilientRedisBackend(
-                    lambda: Redis.from_url(redis_url, client_name=keys.pubsub_client_name())
-                ),
-                max_queue=settings.subscription_queue_size,
-            ),
+            broadcast=broadcast,
+            books=BookFeeds(broadcast, keys.book_channel, markets.whole_book),
         )
 
     async def start(self) -> None:
@@ -126,6 +130,7 @@ class Services:
             await self.accounts.monitor.drain()  # the last logins' risk events
         if self.markets.cache is not None:
             await self.markets.cache.close()
+        await self.books.close()
         await self.broadcast.disconnect()
         await self.bus.close()
         await self.session_store.stop()

@@ -27,6 +27,7 @@ from graph.risk.mutations import RiskMutations
 from graph.risk.queries import RiskQueries
 from graph.risk.subscriptions import RiskSubscriptions
 from graph.scalars import MoneyDefinition
+from graph.shared import SharedEventExecution
 
 
 @strawberry.type
@@ -73,4 +74,6 @@ schema = TradeGraphSchema(
     config=StrawberryConfig(scalar_map={Decimal: MoneyDefinition}),
     # Each is instantiated per operation (Strawberry's rule): they keep nothing else.
     extensions=[RequestGuard, InputGuard, DocumentCache],
+    # A book update many subscribers receive is executed once (graph/shared.py).
+    execution_context_class=SharedEventExecution,
 )

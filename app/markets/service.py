@@ -94,7 +94,8 @@ class MarketService:
         return changed
 
     async def order_book(self, symbol: str, depth: int) -> BookSnapshot:
-        """Read the worker's book cache: both sides and the sequence in one MULTI."""
+        """Read the worker's book cache: both sides and the sequence in one MULTI (depth 0:
+        every level)."""
         symbol = symbol.upper()
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zrevrange(self._keys.order_book(symbol, "bids"), 0, depth - 1)
@@ -102,6 +103,10 @@ class MarketService:
             pipe.get(self._keys.book_sequence(symbol))
             bids, asks, sequence = await pipe.execute()
         return BookSnapshot(symbol, int(sequence or 0), _levels(bids), _levels(asks))
+
+    async def whole_book(self, symbol: str) -> BookSnapshot:
+        """Every level of the book (what an API process's replica starts from)."""
+        return await self.order_book(symbol, 0)
 
     async def list(self) -> Sequence[MarketInfo]:
         if self.cache is not None and self.cache.live:

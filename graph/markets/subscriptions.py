@@ -3,99 +3,66 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
-from decimal import Decimal
 
 import strawberry
 
 from app import wire
-from app.kit.pubsub import GAP, OVERFLOW, when_redis_answers
-from app.markets.service import BookSnapshot, Level
+from app.kit.money import plain
+from app.kit.pubsub import GAP, OVERFLOW
+from app.markets.service import Level
 from graph.context import Context
-from graph.errors import invalid_input
-from graph.markets.queries import check_depth
-from graph.markets.types_book import BookUpdateType, OrderBookLevel, OrderBookUpdate
+from graph.markets.queries import check_depth, require_market
+from graph.markets.types_book import BestBidAsk, BookTop, OrderBookUpdate
 from graph.orders.types import Trade
+from graph.shared import shared
 
 Info = strawberry.Info[Context, None]
 
 
-def _snapshot_update(snapshot: BookSnapshot) -> OrderBookUpdate:
-    return OrderBookUpdate(
-        type=BookUpdateType.SNAPSHOT,
-        symbol=snapshot.symbol,
-        sequence=snapshot.sequence,
-        bids=[OrderBookLevel.from_level(level) for level in snapshot.bids],
-        asks=[OrderBookLevel.from_level(level) for level in snapshot.asks],
-    )
-
-
-def _delta(symbol: str, change: wire.LevelChange) -> OrderBookUpdate:
-    level = OrderBookLevel.from_level(
-        Level(Decimal(change.price), Decimal(change.quantity), change.orders)
-    )
-    bid = change.side is wire.Side.BUY
-    return OrderBookUpdate(
-        type=BookUpdateType.DELTA,
-        symbol=symbol,
-        sequence=change.sequence,
-        bids=[level] if bid else [],
-        asks=[] if bid else [level],
-    )
-
-
-async def _known_symbol(info: Info, symbol: str) -> str:
-    market = await info.context.services.markets.get(symbol)
-    if market is None:
-        raise invalid_input(f"no market {symbol!r}", "symbol")
-    return market.symbol
+def _top(levels: tuple[Level, ...], before: BookTop | None) -> BookTop | None:
+    """A depth-1 view's side after a frame: its level if one is there now."""
+    for level in levels:
+        if level.quantity:
+            return BookTop(price=plain(level.price), quantity=plain(level.quantity))
+    return None if levels else before
 
 
 @strawberry.type
 class MarketSubscriptions:
     @strawberry.subscription(
-        description="The book: a SNAPSHOT (depth levels a side), then one DELTA per change."
+        description=(
+            "A view of the book's best `depth` levels a side: a SNAPSHOT, then one DELTA per "
+            "book change that touches the view (see OrderBookUpdate for the sync procedure)."
+        )
     )
     async def order_book(
         self, info: Info, symbol: str, depth: int = 20
     ) -> AsyncGenerator[OrderBookUpdate, None]:
         check_depth(depth)
-        symbol = await _known_symbol(info, symbol)
-        services = info.context.services
-        channel = services.keys.book_channel(symbol)
+        symbol = await require_market(info, symbol)
+        async with info.context.services.books.subscribe(symbol, depth) as mailbox:
+            while True:
+                yield shared(OrderBookUpdate.from_frame(await mailbox.get()))
 
-        async def read_snapshot() -> BookSnapshot:
-            # Redis down (restarting): wait for it rather than fail the subscription.
-            return await when_redis_answers(lambda: services.markets.order_book(symbol, depth))
-
-        # Subscribe first, then read the snapshot: no change can fall between the two.
-        async with services.broadcast.subscribe(channel) as subscriber:
-            snapshot = await read_snapshot()
-            last = snapshot.sequence
-            yield _snapshot_update(snapshot)
-            async for event in subscriber:
-                if event.message in (GAP, OVERFLOW):
-                    # Reconnected after a lost Redis connection, or fell behind.
-                    snapshot = await read_snapshot()
-                    last = snapshot.sequence
-                    yield _snapshot_update(snapshot)
-                    continue
-                message = wire.decode_book_message(event.message)
-                if not isinstance(message, wire.BookDelta):
-                    continue
-                changes = [c for c in message.levels if c.sequence > last]
-                if changes and changes[0].sequence != last + 1:
-                    # A change went missing between snapshot and stream: start again.
-                    snapshot = await read_snapshot()
-                    last = snapshot.sequence
-                    yield _snapshot_update(snapshot)
-                    continue
-                for change in changes:
-                    last = change.sequence
-                    yield _delta(symbol, change)
+    @strawberry.subscription(
+        description="The best bid and ask, first as they stand, then each time either changes."
+    )
+    async def best_bid_ask(self, info: Info, symbol: str) -> AsyncGenerator[BestBidAsk, None]:
+        symbol = await require_market(info, symbol)
+        bid: BookTop | None = None
+        ask: BookTop | None = None
+        async with info.context.services.books.subscribe(symbol, 1) as mailbox:
+            while True:
+                frame = await mailbox.get()
+                if frame.full:
+                    bid, ask = _top(frame.bids, None), _top(frame.asks, None)
+                else:
+                    bid, ask = _top(frame.bids, bid), _top(frame.asks, ask)
+                yield BestBidAsk(symbol=symbol, sequence=frame.sequence, bid=bid, ask=ask)
 
     @strawberry.subscription(description="Every trade on a market as it happens.")
     async def trades(self, info: Info, symbol: str) -> AsyncGenerator[Trade, None]:
-        symbol = await _known_symbol(info, symbol)
+        symbol = await require_market(info, symbol)
         services = info.context.services
         async with services.broadcast.subscribe(services.keys.trades_channel(symbol)) as sub:
             async for event in sub:

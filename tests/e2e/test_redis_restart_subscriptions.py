@@ -87,10 +87,10 @@ async def test_orderbook_and_trades_subscriptions_resync_after_redis_restarts(
         await asyncio.sleep(1.5)  # down for a while: the API's reads fail meanwhile
         own_redis.start()
 
-        # The book subscription resyncs by itself: a fresh SNAPSHOT, same book (append-only).
+        # The book subscription resyncs by itself: a RESYNC, same book (append-only).
         items = await book.wait_for(2, seconds=20)
         again = items[1]["orderBook"]
-        assert again["type"] == "SNAPSHOT"
+        assert again["type"] == "RESYNC"
         assert again["asks"] == [{"price": "30000"}]
         assert again["sequence"] == first["sequence"]
 

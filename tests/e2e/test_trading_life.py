@@ -13,6 +13,7 @@ from redis.asyncio import Redis
 
 from app.kit.redis import Keys, create_redis
 from app.services import Services
+from tests.support.books import BookCopy, book_checksum
 from tests.support.factories import create_admin, login
 from tests.support.live import Api, Watch, subscribed
 from tests.support.processes import Platform
@@ -40,7 +41,7 @@ CANCEL = """mutation($id: ID) { cancelOrder(id: $id) {
   order { id status cancelReason } errors { code field message } } }"""
 BALANCES = "{ balances { asset available locked } }"
 BOOK = """query($s: String!) { orderBook(symbol: $s, depth: 50) {
-  sequence bids { price quantity orders } asks { price quantity orders } } }"""
+  sequence checksum bids { price quantity orders } asks { price quantity orders } } }"""
 
 
 def balances(result: dict[str, Any]) -> dict[str, tuple[Decimal, Decimal]]:
@@ -121,6 +122,7 @@ async def test_two_traders_from_sign_up_to_settled_fills(
     book = Watch(
         platform,
         """subscription { orderBook(symbol: "BTC-USDT", depth: 50) { type sequence
+          prevSequence depth checksum
           bids { price quantity orders } asks { price quantity orders } } }""",
         None,
         legacy_ws,
@@ -257,32 +259,19 @@ async def test_two_traders_from_sign_up_to_settled_fills(
         o["myOrders"] for o in order_items
     ]
 
-    # Replaying the book's deltas on its snapshot gives the book the query returns.
+    # Applying the book's updates on its snapshot, as the README's sync procedure says (each
+    # DELTA follows the last sequence; the checksum agrees), gives the book the query returns.
     final = (await anonymous(BOOK, s="BTC-USDT"))["orderBook"]
-    updates = await book.wait_for(2)
-    snapshot, deltas = updates[0]["orderBook"], [u["orderBook"] for u in updates[1:]]
-    assert snapshot["type"] == "SNAPSHOT"
-    deltas = [d for d in deltas if d["sequence"] <= final["sequence"]]
-    assert [d["sequence"] for d in deltas] == list(
-        range(snapshot["sequence"] + 1, final["sequence"] + 1)
+    updates = await book.wait_until(
+        lambda items: bool(items) and items[-1]["orderBook"]["sequence"] >= final["sequence"]
     )
-    levels = {("bids", x["price"]): x for x in snapshot["bids"]}
-    levels |= {("asks", x["price"]): x for x in snapshot["asks"]}
-    for delta in deltas:
-        assert delta["type"] == "DELTA"
-        for side in ("bids", "asks"):
-            for level in delta[side]:
-                if level["quantity"] == "0":
-                    levels.pop((side, level["price"]), None)
-                else:
-                    levels[side, level["price"]] = level
-    for side in ("bids", "asks"):
-        replayed = sorted(
-            (level for (s, _), level in levels.items() if s == side),
-            key=lambda level: D(level["price"]),
-            reverse=side == "bids",
-        )
-        assert replayed == final[side]
+    copy = BookCopy()
+    for update in updates:
+        copy.apply(update["orderBook"])
+    assert copy.kinds[0] == "SNAPSHOT" and set(copy.kinds[1:]) == {"DELTA"}
+    assert copy.sequence == final["sequence"]
+    assert copy.equals(final)
+    assert book_checksum(final["bids"], final["asks"]) == final["checksum"]
 
     for watch in (fills, orders, book, trades, alerts):
         await watch.stop()

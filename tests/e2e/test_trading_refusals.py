@@ -161,7 +161,7 @@ async def test_book_subscription_resyncs_after_its_redis_connection_is_killed(
         assert killed >= 1  # the API's subscription connection is gone, as in a Redis restart
 
         updates = await book.wait_for(2)
-        assert updates[1]["orderBook"]["type"] == "SNAPSHOT"  # resynchronised by the server
+        assert updates[1]["orderBook"]["type"] == "RESYNC"  # resynchronised by the server
         sequence = updates[1]["orderBook"]["sequence"]
         await listening(redis, keys.book_channel("BTC-USDT"))
         reply = await place(bus, user.id, "BTC-USDT", "SELL", "0.001", "99000")

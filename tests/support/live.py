@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 from gql import Client, GraphQLRequest
@@ -71,6 +72,18 @@ class Watch:
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await self._task
+
+    async def wait_until(
+        self, done: Callable[[list[dict[str, Any]]], bool], seconds: float = 10.0
+    ) -> list[dict[str, Any]]:
+        """The items once ``done(items)`` holds."""
+        async with asyncio.timeout(seconds):
+            while True:
+                if self._task is not None and self._task.done():
+                    self._task.result()
+                if done(self.items):
+                    return self.items
+                await asyncio.sleep(0.02)
 
     async def wait_for(self, count: int, seconds: float = 10.0) -> list[dict[str, Any]]:
         async with asyncio.timeout(seconds):
