@@ -61,8 +61,9 @@ class BookCopy:
             for name in ("bids", "asks"):
                 for level in update[name]:
                     if Decimal(level["quantity"]) == 0:
-                        assert level["price"] in self.levels[name], ("removed unknown", level)
-                        del self.levels[name][level["price"]]
+                        # Remove it if held: a merged DELTA may remove a level that came
+                        # and went since the client's last update.
+                        self.levels[name].pop(level["price"], None)
                     else:
                         self.levels[name][level["price"]] = level
         self.sequence = update["sequence"]
@@ -76,4 +77,4 @@ class BookCopy:
             )
 
     def equals(self, book: dict[str, Any]) -> bool:
-        return self.side("bids") == book["bids"] and self.side("asks") == book["asks"]
+        return bool(self.side("bids") == book["bids"] and self.side("asks") == book["asks"])
