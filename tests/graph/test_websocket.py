@@ -3,6 +3,7 @@ with both subprotocols (graphql-transport-ws and the legacy graphql-ws)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -139,10 +140,18 @@ async def test_logout_ends_an_open_websocket_s_access(
     async with Client(transport=transport) as session:
         assert await session.execute(gql("{ me { id } }")) == {"me": {"id": str(user.id)}}
         await services.accounts.logout(token)
-        with pytest.raises(TransportQueryError) as refused:
-            await session.execute(gql("{ me { id } }"))
-    assert refused.value.errors is not None
-    assert [(e["message"], e["extensions"]) for e in refused.value.errors] == [
+        # This test's process closed the session; the API process drops what it remembers
+        # when it hears the revocation on Redis (milliseconds, longer on a loaded machine).
+        async with asyncio.timeout(5):
+            while True:
+                try:
+                    await session.execute(gql("{ me { id } }"))
+                except TransportQueryError as error:
+                    refused = error
+                    break
+                await asyncio.sleep(0.02)
+    assert refused.errors is not None
+    assert [(e["message"], e["extensions"]) for e in refused.errors] == [
         (
             "session ended (logged out, or replaced by a newer login)",
             {"code": "UNAUTHENTICATED"},
