@@ -21,6 +21,7 @@ from app.kit.ratelimit import RateLimiter
 from app.kit.redis import Keys, create_redis
 from app.markets.cache import MarketCache
 from app.markets.service import MarketService
+from app.markets.tickers import TickerFeed, TickerService
 from app.orders.service import TradingService
 from app.risk.controls import RiskControls
 from app.risk.service import RiskService
@@ -44,6 +45,8 @@ class Services:
     trading: TradingService
     balances: BalanceService
     broadcast: BoundedBroadcast
+    tickers: TickerService
+    ticker_feed: TickerFeed
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -70,6 +73,13 @@ class Services:
             sessions, redis, keys, bus, timeout=settings.command_timeout, cache=cache
         )
         risk = RiskService(sessions, redis, keys)
+        broadcast = BoundedBroadcast(
+            ResilientRedisBackend(
+                lambda: Redis.from_url(redis_url, client_name=keys.pubsub_client_name())
+            ),
+            max_queue=settings.subscription_queue_size,
+        )
+        tickers = TickerService(sessions, redis, keys)
         login_monitor = LoginMonitor(
             sessions,
             risk,
@@ -108,12 +118,9 @@ class Services:
             rate_limiter=RateLimiter(redis, keys, settings),
             trading=TradingService(sessions, bus, markets, timeout=settings.command_timeout),
             balances=BalanceService(sessions, bus, timeout=settings.command_timeout),
-            broadcast=BoundedBroadcast(
-                ResilientRedisBackend(
-                    lambda: Redis.from_url(redis_url, client_name=keys.pubsub_client_name())
-                ),
-                max_queue=settings.subscription_queue_size,
-            ),
+            broadcast=broadcast,
+            tickers=tickers,
+            ticker_feed=TickerFeed(tickers, broadcast, keys),
         )
 
     async def start(self) -> None:
@@ -126,6 +133,7 @@ class Services:
             await self.accounts.monitor.drain()  # the last logins' risk events
         if self.markets.cache is not None:
             await self.markets.cache.close()
+        await self.ticker_feed.close()
         await self.broadcast.disconnect()
         await self.bus.close()
         await self.session_store.stop()

@@ -11,8 +11,7 @@ from app import wire
 from app.kit.pubsub import GAP, OVERFLOW, when_redis_answers
 from app.markets.service import BookSnapshot, Level
 from graph.context import Context
-from graph.errors import invalid_input
-from graph.markets.queries import check_depth
+from graph.markets.queries import check_depth, require_market
 from graph.markets.types_book import BookUpdateType, OrderBookLevel, OrderBookUpdate
 from graph.orders.types import Trade
 
@@ -43,13 +42,6 @@ def _delta(symbol: str, change: wire.LevelChange) -> OrderBookUpdate:
     )
 
 
-async def _known_symbol(info: Info, symbol: str) -> str:
-    market = await info.context.services.markets.get(symbol)
-    if market is None:
-        raise invalid_input(f"no market {symbol!r}", "symbol")
-    return market.symbol
-
-
 @strawberry.type
 class MarketSubscriptions:
     @strawberry.subscription(
@@ -59,7 +51,7 @@ class MarketSubscriptions:
         self, info: Info, symbol: str, depth: int = 20
     ) -> AsyncGenerator[OrderBookUpdate, None]:
         check_depth(depth)
-        symbol = await _known_symbol(info, symbol)
+        symbol = await require_market(info, symbol)
         services = info.context.services
         channel = services.keys.book_channel(symbol)
 
@@ -95,7 +87,7 @@ class MarketSubscriptions:
 
     @strawberry.subscription(description="Every trade on a market as it happens.")
     async def trades(self, info: Info, symbol: str) -> AsyncGenerator[Trade, None]:
-        symbol = await _known_symbol(info, symbol)
+        symbol = await require_market(info, symbol)
         services = info.context.services
         async with services.broadcast.subscribe(services.keys.trades_channel(symbol)) as sub:
             async for event in sub:
