@@ -183,6 +183,13 @@ class _Subscriber:
             self.latest.get_nowait()
         self.latest.put_nowait(ticker)
 
+    def __aiter__(self) -> _Subscriber:
+        return self
+
+    async def __anext__(self) -> Ticker:
+        # Not a generator: a reader that stops waiting (a timeout) can wait again.
+        return await self.latest.get()
+
 
 @dataclass(eq=False)
 class _SymbolFeed:
@@ -226,7 +233,7 @@ class TickerFeed:
         if feed.task is None or feed.task.done():
             feed.task = asyncio.create_task(self._run(symbol, feed), name=f"ticker:{symbol}")
         try:
-            yield self._read(subscriber)
+            yield subscriber
         finally:
             feed.subscribers.discard(subscriber)
             if not feed.subscribers:
@@ -243,11 +250,6 @@ class TickerFeed:
                 with contextlib.suppress(asyncio.CancelledError):
                     await feed.task
         self._feeds.clear()
-
-    @staticmethod
-    async def _read(subscriber: _Subscriber) -> AsyncIterator[Ticker]:
-        while True:
-            yield await subscriber.latest.get()
 
     async def _listen(
         self, channel: str, feed: _SymbolFeed, ready: asyncio.Event, *, trades: bool
