@@ -9,6 +9,7 @@ prefix of these tests' own, so no worker's book is touched.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -291,9 +292,13 @@ async def test_the_feed_coalesces_a_burst_of_trades_to_one_ticker_per_100_ms(
         computed = feed.computed
         received: list[tuple[float, Ticker]] = []
 
+        done = asyncio.Event()
+
         async def read() -> None:
             async for ticker in stream:
                 received.append((loop.time(), ticker))
+                if ticker.trade_count == 30:
+                    done.set()
 
         reader = asyncio.create_task(read())
         started = loop.time()
@@ -302,11 +307,10 @@ async def test_the_feed_coalesces_a_burst_of_trades_to_one_ticker_per_100_ms(
             await redis.publish(channel, "a trade")
             await asyncio.sleep(0.01)
         async with asyncio.timeout(5):
-            while not received or received[-1][1].trade_count < 30:
-                await asyncio.sleep(0.01)
+            await done.wait()
         reader.cancel()
     times = [at for at, _ in received]
-    assert all(later - earlier >= 0.09 for earlier, later in zip(times, times[1:])), times
+    assert all(later - earlier >= 0.09 for earlier, later in itertools.pairwise(times)), times
     most = int((times[-1] - started) / 0.1) + 2
     assert len(received) <= most < 30, [t.trade_count for _, t in received]
     assert feed.computed - computed <= most
