@@ -18,9 +18,11 @@ plus one Redis round trip for the best bid and ask (the worker's book cache, as
   traded has no last price, open price or change at all (``None``).
 
 :class:`TickerFeed` serves the ``ticker`` subscription: one task per symbol a process has
-subscribers for, woken by the symbol's trades and book changes, computing the ticker at
-most once per ``interval`` (100 ms) and handing it to every subscriber, each of which only
-ever holds the latest one.
+subscribers for, woken by the symbol's trades and book changes, updating the ticker at
+most once per ``interval`` (100 ms, counted from the end of the previous update) and
+handing it to every subscriber, each of which only ever holds the latest one. After a
+trade the ticker is computed again (one SQL statement); after a book change only the top
+of the book is read, and a new best bid or ask replaces the last ticker's quotes.
 """
 
 from __future__ import annotations
@@ -199,7 +201,8 @@ class _SymbolFeed:
     traded: bool = True
     """A trade (or a new subscriber, or a lost message) since the last ticker: recompute.
     Otherwise only the book moved, and the ticker is recomputed only if its top did."""
-    top: tuple[Quote | None, ...] | None = None
+    last: Ticker | None = None
+    """The latest ticker computed."""
 
 
 class TickerFeed:
@@ -254,14 +257,21 @@ class TickerFeed:
     async def _listen(
         self, channel: str, feed: _SymbolFeed, ready: asyncio.Event, *, trades: bool
     ) -> None:
-        async with self._broadcast.subscribe(channel) as events:
-            ready.set()
-            async for _ in events:
-                # Any message on the trades channel (a GAP or OVERFLOW marker too: a trade
-                # may have been missed) means recompute; the book's mean "look at the top".
-                if trades:
-                    feed.traded = True
-                feed.wake.set()
+        try:
+            async with self._broadcast.subscribe(channel) as events:
+                ready.set()
+                async for _ in events:
+                    # Any message on the trades channel (a GAP or OVERFLOW marker too: a
+                    # trade may have been missed) means recompute; the book's mean "look at
+                    # the top".
+                    if trades:
+                        feed.traded = True
+                    feed.wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("the ticker feed stopped following %s", channel)
+            raise
 
     async def _run(self, symbol: str, feed: _SymbolFeed) -> None:
         channels = {self._keys.trades_channel(symbol): True, self._keys.book_channel(symbol): False}
@@ -283,9 +293,11 @@ class TickerFeed:
                 if pause > 0:
                     await asyncio.sleep(pause)  # coalesce: what arrives meanwhile joins in
                 feed.wake.clear()
-                last = loop.time()
                 try:
                     await self._update(symbol, feed)
+                    # From the end of the update: sends stay >= interval apart however
+                    # long a computation takes.
+                    last = loop.time()
                 except asyncio.CancelledError:
                     raise
                 except Exception:  # PostgreSQL away: try again at the next wake-up
@@ -301,15 +313,21 @@ class TickerFeed:
                     await listener
 
     async def _update(self, symbol: str, feed: _SymbolFeed) -> None:
-        if not feed.traded:
-            tops = await when_redis_answers(lambda: self._service.top_of_book([symbol]))
-            if tops[symbol] == feed.top:
-                return  # a level behind the top moved: the ticker did not change
-        feed.traded = False
-        ticker = await when_redis_answers(lambda: self._service.ticker(symbol))
-        self.computed += 1
+        if not feed.traded and feed.last is not None:
+            # Only the book moved: a new top changes the ticker's quotes, nothing else (no
+            # SQL); a change behind the top changes nothing.
+            bid, ask = (await when_redis_answers(lambda: self._service.top_of_book([symbol])))[
+                symbol
+            ]
+            if (bid, ask) == (feed.last.best_bid, feed.last.best_ask):
+                return
+            ticker: Ticker | None = replace(feed.last, best_bid=bid, best_ask=ask)
+        else:
+            feed.traded = False
+            ticker = await when_redis_answers(lambda: self._service.ticker(symbol))
+            self.computed += 1
         if ticker is None:
             return
-        feed.top = (ticker.best_bid, ticker.best_ask)
+        feed.last = ticker
         for subscriber in list(feed.subscribers):
             subscriber.offer(ticker)
