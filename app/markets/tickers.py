@@ -308,9 +308,8 @@ class TickerFeed:
         finally:
             for listener in listeners:
                 listener.cancel()
-            for listener in listeners:
-                with contextlib.suppress(asyncio.CancelledError):
-                    await listener
+            # A listener that failed has logged why; its exception must not mask this one.
+            await asyncio.gather(*listeners, return_exceptions=True)
 
     async def _update(self, symbol: str, feed: _SymbolFeed) -> None:
         if not feed.traded and feed.last is not None:
