@@ -22,6 +22,7 @@ from app.kit.redis import Keys, create_redis
 from app.markets.cache import MarketCache
 from app.markets.feed import BookFeeds
 from app.markets.service import MarketService
+from app.markets.tickers import TickerFeed, TickerService
 from app.orders.service import TradingService
 from app.risk.controls import RiskControls
 from app.risk.service import RiskService
@@ -46,6 +47,8 @@ class Services:
     balances: BalanceService
     broadcast: BoundedBroadcast
     books: BookFeeds
+    tickers: TickerService
+    ticker_feed: TickerFeed
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -72,6 +75,13 @@ class Services:
             sessions, redis, keys, bus, timeout=settings.command_timeout, cache=cache
         )
         risk = RiskService(sessions, redis, keys)
+        broadcast = BoundedBroadcast(
+            ResilientRedisBackend(
+                lambda: Redis.from_url(redis_url, client_name=keys.pubsub_client_name())
+            ),
+            max_queue=settings.subscription_queue_size,
+        )
+        tickers = TickerService(sessions, redis, keys)
         login_monitor = LoginMonitor(
             sessions,
             risk,
@@ -118,6 +128,8 @@ class Services:
             balances=BalanceService(sessions, bus, timeout=settings.command_timeout),
             broadcast=broadcast,
             books=BookFeeds(broadcast, keys.book_channel, markets.whole_book),
+            tickers=tickers,
+            ticker_feed=TickerFeed(tickers, broadcast, keys),
         )
 
     async def start(self) -> None:
@@ -131,6 +143,7 @@ class Services:
         if self.markets.cache is not None:
             await self.markets.cache.close()
         await self.books.close()
+        await self.ticker_feed.close()
         await self.broadcast.disconnect()
         await self.bus.close()
         await self.session_store.stop()

@@ -9,13 +9,16 @@ and word the error its own way): it becomes an :class:`InvalidValue`, which
 :class:`graph.inputs.InputGuard` turns into a top-level ``INVALID_INPUT`` error naming the
 argument, before the resolver runs. Amounts out are plain strings (``"100"``, never
 ``"1E+2"``).
+
+``SignedDecimal`` is the same with an optional leading ``-``, for figures that can be
+negative (a ticker's change); the ``Decimal`` scalar itself never takes a sign.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NewType
 
 from graphql import StringValueNode, ValueNode
 from strawberry.types.scalar import ScalarDefinition
@@ -65,4 +68,34 @@ MoneyDefinition = ScalarDefinition(
     parse_value=_parse,
     parse_literal=_parse_literal,
     origin=Decimal,
+)
+
+
+SignedDecimal = NewType("SignedDecimal", Decimal)
+"""An amount that may be negative (a price change): output only in today's schema."""
+
+
+def _parse_signed(value: object) -> Decimal | InvalidValue:
+    if isinstance(value, str) and value.startswith("-"):
+        parsed = _parse(value[1:])
+        return -parsed if isinstance(parsed, Decimal) else parsed
+    return _parse(value)
+
+
+def _parse_signed_literal(node: ValueNode, variables: dict[str, Any] | None = None) -> object:
+    if isinstance(node, StringValueNode):
+        return _parse_signed(node.value)
+    return InvalidValue(NOT_A_STRING)
+
+
+SignedDecimalDefinition = ScalarDefinition(
+    name="SignedDecimal",
+    description=(
+        "An exact signed amount as a string: a Decimal with an optional leading '-', "
+        'such as "-12.5" or "3" (never a JSON number, never an exponent).'
+    ),
+    specified_by_url=None,
+    serialize=_serialize,
+    parse_value=_parse_signed,
+    parse_literal=_parse_signed_literal,
 )

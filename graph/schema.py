@@ -19,6 +19,7 @@ from graph.inputs import InputGuard
 from graph.markets.mutations import MarketMutations
 from graph.markets.queries import MarketQueries
 from graph.markets.subscriptions import MarketSubscriptions
+from graph.markets.tickers import TickerQueries, TickerSubscriptions
 from graph.orders.mutations import OrderMutations
 from graph.orders.queries import OrderQueries
 from graph.orders.subscriptions import OrderSubscriptions
@@ -26,7 +27,7 @@ from graph.risk.controls import RiskControlMutations, RiskControlQueries
 from graph.risk.mutations import RiskMutations
 from graph.risk.queries import RiskQueries
 from graph.risk.subscriptions import RiskSubscriptions
-from graph.scalars import MoneyDefinition
+from graph.scalars import MoneyDefinition, SignedDecimal, SignedDecimalDefinition
 from graph.shared import SharedEventExecution
 
 
@@ -39,6 +40,7 @@ class Query(
     RiskQueries,
     FeeQueries,
     RiskControlQueries,
+    TickerQueries,
 ):
     pass
 
@@ -56,7 +58,7 @@ class Mutation(
 
 
 @strawberry.type
-class Subscription(MarketSubscriptions, OrderSubscriptions, RiskSubscriptions):
+class Subscription(MarketSubscriptions, OrderSubscriptions, RiskSubscriptions, TickerSubscriptions):
     pass
 
 
@@ -71,7 +73,9 @@ schema = TradeGraphSchema(
     query=Query,
     mutation=Mutation,
     subscription=Subscription,
-    config=StrawberryConfig(scalar_map={Decimal: MoneyDefinition}),
+    config=StrawberryConfig(
+        scalar_map={Decimal: MoneyDefinition, SignedDecimal: SignedDecimalDefinition}
+    ),
     # Each is instantiated per operation (Strawberry's rule): they keep nothing else.
     extensions=[RequestGuard, InputGuard, DocumentCache],
     # A book update many subscribers receive is executed once (graph/shared.py).

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import strawberry
 
+from app.markets.cache import MarketInfo
 from graph.context import Context
 from graph.errors import invalid_input, not_found
 from graph.markets.types import Market
@@ -15,12 +16,18 @@ def check_depth(depth: int) -> None:
         raise invalid_input(f"`depth` must be between 1 and {MAX_DEPTH}", "depth")
 
 
-async def require_market(info: strawberry.Info[Context, None], symbol: str) -> str:
-    """The market's symbol as stored; a top-level ``NOT_FOUND`` if there is no such market."""
+async def find_market(info: strawberry.Info[Context, None], symbol: str) -> MarketInfo:
+    """The market of ``symbol`` (any case), or a top-level ``NOT_FOUND`` error with
+    ``extensions.argument: "symbol"``: every market-data query and subscription asks here."""
     row = await info.context.services.markets.get(symbol)
     if row is None:
         raise not_found(f"no market {symbol!r}", "symbol")
-    return row.symbol
+    return row
+
+
+async def require_market(info: strawberry.Info[Context, None], symbol: str) -> str:
+    """The market's symbol as stored; a top-level ``NOT_FOUND`` if there is no such market."""
+    return (await find_market(info, symbol)).symbol
 
 
 @strawberry.type
@@ -30,10 +37,9 @@ class MarketQueries:
         rows = await info.context.services.markets.list()
         return [Market.from_row(row) for row in rows]
 
-    @strawberry.field(description="One market, or null if there is no such symbol.")
+    @strawberry.field(description="One market (any case); an unknown symbol is NOT_FOUND.")
     async def market(self, info: strawberry.Info[Context, None], symbol: str) -> Market | None:
-        row = await info.context.services.markets.get(symbol)
-        return Market.from_row(row) if row else None
+        return Market.from_row(await find_market(info, symbol))
 
     @strawberry.field(
         description=f"A market's book by price level, best first (depth 1-{MAX_DEPTH}); "

@@ -120,7 +120,7 @@ def test_the_quickstart_runs_as_written_and_ends_with_the_balances_the_fees_impl
     commands = [c for block in quickstart_blocks()[1:] for c in split_commands(block)]
     quickstart_count = len(commands)
     examples = quickstart_blocks(section=api_examples_section())
-    assert len(examples) == 3  # trading, admin funds, admin users
+    assert len(examples) == 4  # trading, ticker, admin funds, admin users
     commands += [c for block in examples for c in split_commands(block)]
     (fees,) = quickstart_blocks(section=fees_section())
     commands += split_commands(fees)
@@ -190,6 +190,13 @@ def test_the_quickstart_runs_as_written_and_ends_with_the_balances_the_fees_impl
     assert '"amendOrder":{"order":{"quantity":"0.05"}' in example_output
     assert '"cancelReason":"SELF_TRADE"' in example_output
     assert '"resolveRiskEvent":{"riskEvent":{"resolved":true}' in example_output
+    # The Ticker example: the quick start's trade, by query and by subscription.
+    assert '"ticker":{"symbol":"BTC-USDT","lastPrice":"30000","openPrice":"30000"' in (
+        example_output
+    )
+    assert re.search(
+        r'"type":"next".*"ticker":\{"symbol":"BTC-USDT","lastPrice":"30000"', (example_output)
+    )
     # The Fees example: Bob's pin cleared, the job lowers him to the tier his volume earns.
     assert re.search(r"^user \d+: tier 3 -> 1$", example_output, re.M)
     assert '"me":{"feeTier":1,"feeTierOverride":false,"volume30d":"15000",' in example_output

@@ -161,6 +161,7 @@ STRING_CASES: list[tuple[str, str, str, str | None]] = [
     ("query", "String!", "market(symbol: $s) { symbol }", None),
     ("query", "String!", "orderBook(symbol: $s) { symbol }", None),
     ("query", "String!", "trades(symbol: $s) { edges { cursor } }", None),
+    ("query", "String!", "ticker(symbol: $s) { symbol }", None),
     ("query", "String", "orders(symbol: $s) { edges { cursor } }", "trader"),
     ("query", "String", "fills(symbol: $s) { edges { cursor } }", "trader"),
     ("query", "String", "orders(after: $s) { edges { cursor } }", "trader"),
@@ -316,13 +317,12 @@ async def test_an_unknown_market_is_not_found_in_market_data(
             '{ trades(symbol: "DOGE-USDT") { edges { cursor } } }',
             '{ orders(symbol: "DOGE-USDT") { edges { cursor } } }',
             '{ fills(symbol: "DOGE-USDT") { edges { cursor } } }',
+            '{ market(symbol: "DOGE-USDT") { symbol } }',
+            '{ ticker(symbol: "DOGE-USDT") { symbol } }',
         ):
             body = await graphql(client, query, token=token)
             assert top_level(body) == [("NOT_FOUND", "symbol")], (query, body)
             assert "DOGE-USDT" in body["errors"][0]["message"]
-        # `market` answers null for an unknown symbol, as documented.
-        body = await graphql(client, '{ market(symbol: "DOGE-USDT") { symbol } }')
-        assert body == {"data": {"market": None}}
         body = await graphql(client, '{ orderBook(symbol: "btc-usdt") { symbol } }')
         assert body == {"data": {"orderBook": {"symbol": "BTC-USDT"}}}
 

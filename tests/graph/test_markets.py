@@ -40,14 +40,24 @@ async def test_markets_are_served_from_postgres(client: httpx.AsyncClient) -> No
     }
 
 
-async def test_market_by_symbol_is_case_insensitive_and_null_when_unknown(
+async def test_market_by_symbol_is_case_insensitive_and_not_found_when_unknown(
     client: httpx.AsyncClient,
 ) -> None:
     query = "query($s: String!) { market(symbol: $s) { symbol } }"
     assert await graphql(client, query, s="eth-usdt") == {
         "data": {"market": {"symbol": "ETH-USDT"}}
     }
-    assert await graphql(client, query, s="DOGE-USDT") == {"data": {"market": None}}
+    assert await graphql(client, query, s="DOGE-USDT") == {
+        "data": {"market": None},
+        "errors": [
+            {
+                "message": "no market 'DOGE-USDT'",
+                "locations": [{"line": 1, "column": 22}],
+                "path": ["market"],
+                "extensions": {"code": "NOT_FOUND", "argument": "symbol"},
+            }
+        ],
+    }
 
 
 async def test_graphiql_is_served_to_a_browser_in_development(client: httpx.AsyncClient) -> None:
