@@ -103,8 +103,15 @@ def test_tradegraph_run_starts_its_api_workers(supervisor: Supervisor) -> None:
     """The session's `tradegraph run` was started with ``TRADEGRAPH_API_WORKERS=2``."""
     assert supervisor.proc is not None
     descendants = {p.pid for p in psutil.Process(supervisor.proc.pid).children(recursive=True)}
-    metrics = httpx.get(f"{supervisor.url}/metrics", timeout=5).text
-    api_processes = set(process_requests(metrics))
+    # A process appears in /metrics once it has served a GraphQL request; the kernel hands
+    # each new connection to whichever accepts, so ask (a connection each) until both have.
+    api_processes: set[int] = set()
+    for _ in range(100):
+        httpx.post(f"{supervisor.url}/graphql", json={"query": "{ markets { symbol } }"}, timeout=5)
+        metrics = httpx.get(f"{supervisor.url}/metrics", timeout=5).text
+        api_processes = set(process_requests(metrics))
+        if len(api_processes) >= 2:
+            break
     assert len(api_processes) == 2
     assert api_processes <= descendants
     assert "(2 API processes)" in supervisor.log()
