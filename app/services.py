@@ -20,6 +20,7 @@ from app.kit.pubsub import BoundedBroadcast, ResilientRedisBackend
 from app.kit.ratelimit import RateLimiter
 from app.kit.redis import Keys, create_redis
 from app.markets.cache import MarketCache
+from app.markets.candles import CandleService
 from app.markets.service import MarketService
 from app.orders.service import TradingService
 from app.risk.controls import RiskControls
@@ -44,6 +45,7 @@ class Services:
     trading: TradingService
     balances: BalanceService
     broadcast: BoundedBroadcast
+    candles: CandleService
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -114,6 +116,7 @@ class Services:
                 ),
                 max_queue=settings.subscription_queue_size,
             ),
+            candles=CandleService(sessions, keys),
         )
 
     async def start(self) -> None:

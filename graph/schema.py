@@ -16,6 +16,7 @@ from graph.balances.queries import BalanceQueries
 from graph.extensions import DocumentCache, RequestGuard, process_errors
 from graph.fees.queries import FeeQueries
 from graph.inputs import InputGuard
+from graph.markets.candles import CandleQueries, CandleSubscriptions
 from graph.markets.mutations import MarketMutations
 from graph.markets.queries import MarketQueries
 from graph.markets.subscriptions import MarketSubscriptions
@@ -38,6 +39,7 @@ class Query(
     RiskQueries,
     FeeQueries,
     RiskControlQueries,
+    CandleQueries,
 ):
     pass
 
@@ -55,7 +57,7 @@ class Mutation(
 
 
 @strawberry.type
-class Subscription(MarketSubscriptions, OrderSubscriptions, RiskSubscriptions):
+class Subscription(MarketSubscriptions, OrderSubscriptions, RiskSubscriptions, CandleSubscriptions):
     pass
 
 
