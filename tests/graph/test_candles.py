@@ -5,6 +5,7 @@ injectable clock to the boundary, so no test waits for a real minute)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +17,7 @@ from starlette.requests import Request
 
 from app.kit.bus import CommandBus
 from app.kit.db import plain_url
+from app.kit.money import plain_text
 from app.markets.candles import SystemClock
 from app.services import Services
 from graph.context import Context
@@ -73,8 +75,6 @@ async def stored_minute(db: asyncpg.Connection, trade_id: int) -> dict[str, Any]
 
 
 def plain(value: Any) -> str:
-    from app.kit.money import plain_text
-
     return plain_text(value)
 
 
@@ -99,7 +99,7 @@ async def test_the_query_answers_the_stored_minutes_as_decimal_strings(
     ]
     starts = [datetime.fromisoformat(c["start"]) for c in candles]
     assert starts == sorted(starts) and len(set(starts)) == len(starts)
-    assert all(b - a == timedelta(minutes=1) for a, b in zip(starts, starts[1:], strict=False))
+    assert all(b - a == timedelta(minutes=1) for a, b in itertools.pairwise(starts))
     async with asgi_client(app) as client:
         hourly = await graphql(client, CANDLES, {"s": "ETH-USDT", "i": "H1", "first": 2})
     *_, this_hour = hourly["data"]["candles"]  # the hour before too, if ETH traded then
@@ -184,8 +184,9 @@ class JumpingClock(SystemClock):
         return datetime.now(UTC) + self.offset
 
     async def sleep_until(self, moment: datetime) -> None:
-        while self.now() < moment:
-            await asyncio.sleep(0.01)  # noqa: ASYNC110 (the offset may jump)
+        # Polled: the offset may jump while it sleeps.
+        while self.now() < moment:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
 
 def operation_context(services: Services) -> Context:
