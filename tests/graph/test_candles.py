@@ -6,8 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
+import os
+import re
+import subprocess
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -24,6 +29,7 @@ from graph.context import Context
 from graph.schema import schema
 from tests.support.api import asgi_client, graphql
 from tests.support.exchange import clear_books, create_user, deposit, place
+from tests.support.processes import Platform
 
 pytestmark = pytest.mark.e2e
 
@@ -40,13 +46,15 @@ async def db(services: Services) -> AsyncIterator[asyncpg.Connection]:
     await conn.close()
 
 
-async def trade(bus: CommandBus, db: asyncpg.Connection, price: str) -> dict[str, Any]:
-    """One trade of 0.1 ETH at ``price`` between two new traders; the fill."""
+async def trade(
+    bus: CommandBus, db: asyncpg.Connection, price: str, symbol: str = "ETH-USDT"
+) -> dict[str, Any]:
+    """One trade of 0.1 of the base at ``price`` between two new traders; the fill."""
     maker, taker = await create_user(db), await create_user(db)
-    await deposit(bus, maker, "ETH", "1")
+    await deposit(bus, maker, symbol.split("-")[0], "1")
     await deposit(bus, taker, "USDT", "10000")
-    assert (await place(bus, maker, "ETH-USDT", "SELL", "0.1", price))["ok"]
-    taken = await place(bus, taker, "ETH-USDT", "BUY", "0.1", price)
+    assert (await place(bus, maker, symbol, "SELL", "0.1", price))["ok"]
+    taken = await place(bus, taker, symbol, "BUY", "0.1", price)
     assert taken["ok"], taken
     (fill,) = taken["fills"]
     fill_: dict[str, Any] = fill
@@ -265,3 +273,40 @@ async def test_the_subscription_refuses_an_unknown_market(app: Starlette) -> Non
     (error,) = result.errors
     assert (error.extensions or {}).get("code") == "NOT_FOUND"
     await stream.aclose()
+
+
+def readme_blocks() -> tuple[str, str]:
+    """The quick start's helpers (its first block) and the Candles section's example."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    quickstart = readme.split("\n## Quick start\n", 1)[1]
+    candles = readme.split("\n## Candles\n", 1)[1].split("\n## ", 1)[0]
+    (helpers,) = [
+        block
+        for block in re.findall(r"^```sh\n(.*?)^```$", quickstart, re.S | re.M)
+        if "gql() {" in block
+    ]
+    (example,) = re.findall(r"^```sh\n(.*?)^```$", candles, re.S | re.M)
+    return helpers, example
+
+
+async def test_the_readme_candles_example_runs_as_written(
+    platform: Platform, bus: CommandBus, db: asyncpg.Connection
+) -> None:
+    await trade(bus, db, "30100", "BTC-USDT")  # so today has a BTC-USDT candle
+    helpers, example = readme_blocks()
+    result = await asyncio.to_thread(
+        subprocess.run,
+        ["bash", "-c", f"set -e -o pipefail\n{helpers}\n{example}"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TRADEGRAPH_URL": platform.url},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    answers = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+    assert len(answers) == 4  # the markets (the helpers' own check), then the three
+    for answer in answers[1:]:
+        assert "errors" not in answer, answer
+        assert answer["data"]["candles"], answer
+    assert answers[3]["data"]["candles"][0]["close"] == "30100"
+    await clear_books(bus)
