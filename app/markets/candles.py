@@ -178,6 +178,19 @@ def window(
     """
     if first is not None and not 1 <= first <= MAX_CANDLES:
         raise CandleRequestError(f"`first` must be between 1 and {MAX_CANDLES}", "first")
+    try:
+        return _window(interval, now, start, end, first)
+    except OverflowError:  # counting back from a `to` in the first days of year 1
+        raise CandleRequestError("`to` is too early", "to") from None
+
+
+def _window(
+    interval: CandleInterval,
+    now: datetime,
+    start: datetime | None,
+    end: datetime | None,
+    first: int | None,
+) -> Window:
     now = _utc(now)
     if start is not None and end is not None and _utc(start) >= _utc(end):
         raise CandleRequestError("`from` must be before `to`", "from")
@@ -434,7 +447,11 @@ class CandleService:
                             yield candle
                     if not message.done():
                         continue
-                    event, message = message.result(), None
+                    try:
+                        event = message.result()
+                    except StopAsyncIteration:
+                        return  # the broadcast is closing (the process is stopping)
+                    message = None
                     if event.message in (GAP, OVERFLOW):
                         # Trades may have been missed: read the candles again.
                         state = await self._live_state(symbol, interval)

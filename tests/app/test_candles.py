@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_DOWN, Decimal
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 
 from app.kit.db import create_engine
@@ -94,8 +96,11 @@ class Market:
                         "executed_at": at.isoformat(),
                     }
                 )
-            raw = await self.conn.get_raw_connection()
-            await raw.driver_connection.fetch(statement(("new_trades",)), json.dumps(rows))  # type: ignore[union-attr]
+            raw: Any = (await self.conn.get_raw_connection()).driver_connection
+            # The worker's statement as it runs it; inside the test's transaction (which
+            # SQLAlchemy has begun: see the fixture), so it is rolled back with it.
+            assert raw.is_in_transaction()
+            await raw.fetch(statement(("new_trades",)), json.dumps(rows))
 
     async def candles(
         self,
@@ -121,6 +126,7 @@ async def connection(database_url: str) -> AsyncIterator[AsyncConnection]:
     engine = create_engine(database_url, pool_size=1)
     async with engine.connect() as conn:
         transaction = await conn.begin()
+        await conn.execute(text("SELECT 1"))  # SQLAlchemy sends BEGIN with its first statement
         try:
             yield conn
         finally:
@@ -261,6 +267,7 @@ async def test_a_market_without_trades_has_no_candles(market: Market) -> None:
         (M1, None, None, 0, "first", "`first` must be between 1 and 1000"),
         (M1, None, None, 1001, "first", "`first` must be between 1 and 1000"),
         (M1, at(5), at(5), None, "from", "`from` must be before `to`"),
+        (D1, None, datetime(1, 1, 2, tzinfo=UTC), None, "to", "`to` is too early"),
         (M1, at(5), at(1), 10, "from", "`from` must be before `to`"),
         (
             M1,
