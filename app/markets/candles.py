@@ -15,7 +15,6 @@ on an injectable :class:`Clock`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -462,8 +461,8 @@ class CandleService:
                         for candle in state.trade(trade):
                             yield candle
             finally:
-                for task in (message, timer):
-                    if task is not None:
-                        task.cancel()
-                        with contextlib.suppress(BaseException):
-                            await task
+                pending = [task for task in (message, timer) if task is not None]
+                for task in pending:
+                    task.cancel()
+                # Their own cancellations are results here; one of this task is raised.
+                await asyncio.gather(*pending, return_exceptions=True)

@@ -449,3 +449,35 @@ def test_the_live_candle_updates_rolls_over_and_takes_a_late_trade() -> None:
     # Slept through several minutes: the next candle is the one holding now.
     (later,) = live.roll(at(7.5))
     assert shown(later)[0] == "01-05 10:07"
+
+
+STEPS = st.lists(
+    st.tuples(
+        st.booleans(),  # a trade (else the timer firing)
+        st.integers(min_value=0, max_value=3 * 60 * 60 * 1000),  # ms after the step before
+        PRICES,
+        QUANTITIES,
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(steps=STEPS, interval=st.sampled_from(list(CandleInterval)))
+def test_the_live_candle_is_always_the_naive_candle_of_now(
+    steps: list[tuple[bool, int, Decimal, Decimal]], interval: CandleInterval
+) -> None:
+    """Trades heard in order, and the timer waking at any moment after: the open candle is
+    the one the trades so far make for the interval holding now."""
+    live = LiveCandles(interval, None, None)
+    now = T0
+    seen: list[tuple[int, T]] = []
+    for number, (is_trade, later_ms, price, quantity) in enumerate(steps, 1):
+        now += timedelta(milliseconds=later_ms)
+        if is_trade:
+            seen.append((number, T(now, str(price), str(quantity))))
+            live.trade(wire_trade(number, now, str(price), str(quantity)))
+        else:
+            live.roll(now)
+        current = [] if live.current is None else [shown(live.current)]
+        assert current == naive_candles(seen, interval, [interval.floor(now)])
