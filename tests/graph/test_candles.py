@@ -17,6 +17,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from gql.transport.websockets import WebsocketsTransport
 from starlette.applications import Starlette
 from starlette.requests import Request
 
@@ -29,6 +30,7 @@ from graph.context import Context
 from graph.schema import schema
 from tests.support.api import asgi_client, graphql
 from tests.support.exchange import clear_books, create_user, deposit, place
+from tests.support.live import Watch
 from tests.support.processes import Platform
 
 pytestmark = pytest.mark.e2e
@@ -310,3 +312,34 @@ async def test_the_readme_candles_example_runs_as_written(
         assert answer["data"]["candles"], answer
     assert answers[3]["data"]["candles"][0]["close"] == "30100"
     await clear_books(bus)
+
+
+async def test_the_subscription_over_a_websocket_of_the_real_api(
+    platform: Platform, bus: CommandBus, db: asyncpg.Connection
+) -> None:
+    await trade(bus, db, "1700")
+    watch = Watch(
+        platform,
+        'subscription { candles(symbol: "ETH-USDT", interval: H1) { start close trades } }',
+        None,
+        WebsocketsTransport.GRAPHQLWS_SUBPROTOCOL,
+    ).start()
+    try:
+        first = (await watch.wait_for(1))[0]
+        assert first["candles"]["close"] == "1700"
+        fill = await trade(bus, db, "1720")
+        async with asyncio.timeout(10):
+            while not any(i["candles"]["close"] == "1720" for i in watch.items):
+                await watch.wait_for(len(watch.items) + 1)
+        last = watch.items[-1]["candles"]
+        hour = await db.fetchval(
+            "SELECT sum(c.trades) FROM candles_1m c WHERE c.symbol = 'ETH-USDT' AND "
+            "c.bucket >= date_bin('1 hour', (SELECT executed_at FROM trades WHERE id = $1), "
+            "TIMESTAMPTZ '2000-01-01Z') AND c.bucket <= (SELECT executed_at FROM trades "
+            "WHERE id = $1)",
+            fill["id"],
+        )
+        assert (last["close"], last["trades"]) == ("1720", hour)
+    finally:
+        await watch.stop()
+        await clear_books(bus)

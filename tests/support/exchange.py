@@ -149,6 +149,24 @@ async def check_invariants(conn: asyncpg.Connection) -> None:
     assert not rows, f"candles_1m differs from the trades: {[dict(r) for r in rows]}"
 
 
+async def rebuild_candles(conn: asyncpg.Connection) -> None:
+    """Build candles_1m again from the trades, as migration 0011 does: for a test that
+    rewrites trades' history itself (the worker keeps the candles of what it writes)."""
+    async with conn.transaction():
+        await conn.execute("DELETE FROM candles_1m")
+        await conn.execute(
+            """
+            INSERT INTO candles_1m (symbol, bucket, open, high, low, close, volume,
+                quote_volume, trades, first_trade_id, last_trade_id)
+            SELECT symbol, date_bin('1 minute', executed_at, TIMESTAMPTZ '2000-01-01Z'),
+                (array_agg(price ORDER BY id))[1], max(price), min(price),
+                (array_agg(price ORDER BY id DESC))[1], sum(quantity),
+                sum(trunc(price * quantity, 8)), count(*), min(id), max(id)
+            FROM trades WHERE executed_at IS NOT NULL GROUP BY 1, 2
+            """
+        )
+
+
 CANDLES_DIFFER_FROM_TRADES = """
 WITH ranked AS (
     SELECT symbol, date_trunc('minute', executed_at AT TIME ZONE 'UTC') AS minute, id, price,

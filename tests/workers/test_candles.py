@@ -13,7 +13,13 @@ import pytest
 from app.kit import migrate
 from app.kit.bus import CommandBus
 from app.kit.db import plain_url
-from tests.support.exchange import CANDLES_DIFFER_FROM_TRADES, check_invariants, deposit, place
+from tests.support.exchange import (
+    CANDLES_DIFFER_FROM_TRADES,
+    check_invariants,
+    clear_books,
+    deposit,
+    place,
+)
 from tests.workers.conftest import NewTrader
 
 pytestmark = pytest.mark.e2e
@@ -34,6 +40,7 @@ async def minute_of(db: asyncpg.Connection, trade_id: int) -> asyncpg.Record:
 async def test_each_batch_s_trades_are_folded_into_their_minute(
     trader: NewTrader, bus: CommandBus, db: asyncpg.Connection
 ) -> None:
+    await clear_books(bus, ("ETH-USDT",))  # the sweep below must meet only its own orders
     maker, taker = await trader(), await trader()
     await deposit(bus, maker, "ETH", "10")
     await deposit(bus, taker, "USDT", "100000")
