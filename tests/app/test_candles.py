@@ -8,6 +8,8 @@ each test's market is a symbol of its own, so nothing else's trades are in its c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator, Sequence
@@ -17,6 +19,7 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any
 
 import pytest
+from broadcaster import Event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
@@ -24,6 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection, async_sessionmaker
 
 from app.kit.db import create_engine
 from app.kit.money import plain_text
+from app.kit.pubsub import GAP
+from app.kit.redis import Keys
 from app.markets.candles import (
     Candle,
     CandleInterval,
@@ -32,6 +37,7 @@ from app.markets.candles import (
     LiveCandles,
 )
 from app.wire import Trade as WireTrade
+from app.wire import TradesEvent, encode
 from workers.matching.store import statement
 
 M1, M5, M15, H1, H4, D1 = (
@@ -481,3 +487,65 @@ def test_the_live_candle_is_always_the_naive_candle_of_now(
             live.roll(now)
         current = [] if live.current is None else [shown(live.current)]
         assert current == naive_candles(seen, interval, [interval.floor(now)])
+
+
+class StillClock(FixedClock):
+    """A clock that does not move by itself: its timers wait until cancelled."""
+
+    async def sleep_until(self, moment: datetime) -> None:
+        await asyncio.Event().wait()
+
+
+class FakeBroadcast:
+    """The trades channel as a queue the test feeds (``None`` ends the subscription)."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.channels: list[str] = []
+
+    @contextlib.asynccontextmanager
+    async def subscribe(self, channel: str) -> AsyncIterator[AsyncIterator[Event]]:
+        self.channels.append(channel)
+
+        async def events() -> AsyncIterator[Event]:
+            while (event := await self.queue.get()) is not None:
+                yield event
+
+        yield events()
+
+
+async def test_the_live_stream_dedupes_what_it_read_rereads_after_a_gap_and_ends_with_it(
+    market: Market,
+) -> None:
+    await market.trade(T(at(0.5), "100", "1"), T(at(0.7), "101", "1"))
+    market.service.clock = StillClock(at(0.8))
+    keys = market.service._keys = Keys("t:")
+    channel = keys.trades_channel(market.symbol)
+    broadcast = FakeBroadcast()
+    stream = market.service.live(broadcast, market.symbol, M1)  # type: ignore[arg-type]
+    opened = await anext(stream)
+    assert broadcast.channels == [channel]
+    assert shown(opened) == ("01-05 10:00", "100", "101", "100", "101", "2", "201", 2)
+
+    def heard(number: int) -> Event:
+        """The worker's message for the ``number``-th trade recorded."""
+        trade_id, t = market.recorded[number - 1]
+        event = TradesEvent(
+            symbol=market.symbol, trades=[wire_trade(trade_id, t.at, t.price, t.quantity)]
+        )
+        return Event(channel, encode(event).decode())
+
+    # Published after the read but committed before it: already counted, not again.
+    await broadcast.queue.put(heard(2))
+    await market.trade(T(at(0.9), "99", "0.5"))
+    await broadcast.queue.put(heard(3))
+    updated = await anext(stream)
+    assert shown(updated) == ("01-05 10:00", "100", "101", "99", "99", "2.5", "250.5", 3)
+    # A lost connection (the 4th trade's message with it): read the candles again.
+    await market.trade(T(at(0.95), "98", "1"))
+    await broadcast.queue.put(Event(channel, GAP))
+    reread = await anext(stream)
+    assert shown(reread) == ("01-05 10:00", "100", "101", "98", "98", "3.5", "348.5", 4)
+    await broadcast.queue.put(None)  # the broadcast closes: the stream ends, quietly
+    with pytest.raises(StopAsyncIteration):
+        await anext(stream)
