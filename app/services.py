@@ -20,6 +20,7 @@ from app.kit.pubsub import BoundedBroadcast, ResilientRedisBackend
 from app.kit.ratelimit import RateLimiter
 from app.kit.redis import Keys, create_redis
 from app.markets.cache import MarketCache
+from app.markets.candles import CandleService
 from app.markets.feed import BookFeeds
 from app.markets.service import MarketService
 from app.markets.tickers import TickerFeed, TickerService
@@ -49,6 +50,7 @@ class Services:
     books: BookFeeds
     tickers: TickerService
     ticker_feed: TickerFeed
+    candles: CandleService
 
     @classmethod
     def create(cls, settings: Settings) -> Services:
@@ -130,6 +132,7 @@ class Services:
             books=BookFeeds(broadcast, keys.book_channel, markets.whole_book),
             tickers=tickers,
             ticker_feed=TickerFeed(tickers, broadcast, keys),
+            candles=CandleService(sessions, keys),
         )
 
     async def start(self) -> None:

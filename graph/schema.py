@@ -16,6 +16,7 @@ from graph.balances.queries import BalanceQueries
 from graph.extensions import DocumentCache, RequestGuard, process_errors
 from graph.fees.queries import FeeQueries
 from graph.inputs import InputGuard
+from graph.markets.candles import CandleQueries, CandleSubscriptions
 from graph.markets.mutations import MarketMutations
 from graph.markets.queries import MarketQueries
 from graph.markets.subscriptions import MarketSubscriptions
@@ -41,6 +42,7 @@ class Query(
     FeeQueries,
     RiskControlQueries,
     TickerQueries,
+    CandleQueries,
 ):
     pass
 
@@ -58,7 +60,13 @@ class Mutation(
 
 
 @strawberry.type
-class Subscription(MarketSubscriptions, OrderSubscriptions, RiskSubscriptions, TickerSubscriptions):
+class Subscription(
+    MarketSubscriptions,
+    OrderSubscriptions,
+    RiskSubscriptions,
+    TickerSubscriptions,
+    CandleSubscriptions,
+):
     pass
 
 

@@ -23,7 +23,7 @@ from app.kit.db import plain_url
 from app.services import Services
 from tests.graph.test_admin import as_admin, fetch_user
 from tests.support.api import asgi_client, graphql
-from tests.support.exchange import deposit
+from tests.support.exchange import deposit, rebuild_candles
 from tests.support.factories import create_user, login
 from tests.support.processes import ROOT, Platform, process_env
 from workers.fees.job import Outcome, next_run, recompute
@@ -140,6 +140,7 @@ async def test_crossing_100k_pays_tier_2_on_the_next_fill(
         bob.id,
         alice.id,
     )
+    await rebuild_candles(db)  # their candles move with them (check_invariants)
     lowered = await job(db, bus, alice, bob)
     assert lowered.changed == {alice.id: (2, 1), bob.id: (2, 1)}
     assert await tier_row(db, bob.id) == (1, False, Decimal(0))

@@ -509,17 +509,44 @@ WRITES = {
 }
 """One data-modifying CTE per table, each fed one JSON document of rows."""
 
+CANDLES = """
+    INSERT INTO candles_1m AS c (symbol, bucket, open, high, low, close, volume,
+        quote_volume, trades, first_trade_id, last_trade_id)
+    SELECT symbol, date_bin('1 minute', executed_at, TIMESTAMPTZ '2000-01-01 00:00:00+00'),
+        (array_agg(price ORDER BY id))[1], max(price), min(price),
+        (array_agg(price ORDER BY id DESC))[1], sum(quantity),
+        sum(trunc(price * quantity, 8)), count(*), min(id), max(id)
+    FROM json_populate_recordset(NULL::trades, $?::json)
+    GROUP BY 1, 2
+    ON CONFLICT (symbol, bucket) DO UPDATE SET
+        open = CASE WHEN EXCLUDED.first_trade_id < c.first_trade_id
+                    THEN EXCLUDED.open ELSE c.open END,
+        high = GREATEST(c.high, EXCLUDED.high),
+        low = LEAST(c.low, EXCLUDED.low),
+        close = CASE WHEN EXCLUDED.last_trade_id > c.last_trade_id
+                     THEN EXCLUDED.close ELSE c.close END,
+        volume = c.volume + EXCLUDED.volume,
+        quote_volume = c.quote_volume + EXCLUDED.quote_volume,
+        trades = c.trades + EXCLUDED.trades,
+        first_trade_id = LEAST(c.first_trade_id, EXCLUDED.first_trade_id),
+        last_trade_id = GREATEST(c.last_trade_id, EXCLUDED.last_trade_id)"""
+"""The batch's trades folded into ``candles_1m`` (migration 0011), one row per market and
+minute: fed the trades' own JSON document, so the candles are built by PostgreSQL from
+exactly the rows inserted, in the same statement and commit (docs/adr/0013-candles.md)."""
+
 
 @functools.cache
 def statement(tables: tuple[str, ...]) -> str:
-    """The one statement writing ``tables`` (the ones with rows in this batch).
+    """The one statement writing ``tables`` (the ones with rows in this batch), and the
+    candles of its trades.
 
     Leaving out the empty ones matters for small batches: PostgreSQL opens every target
     table and its indexes for each CTE at every execution, rows or not.
     """
-    ctes = ",\n".join(
-        f"{name} AS ({WRITES[name].replace('$?', f'${n}')}\n)" for n, name in enumerate(tables, 1)
-    )
+    writes = [(name, WRITES[name], n) for n, name in enumerate(tables, 1)]
+    if "new_trades" in tables:
+        writes.append(("new_candles", CANDLES, tables.index("new_trades") + 1))
+    ctes = ",\n".join(f"{name} AS ({sql.replace('$?', f'${n}')}\n)" for name, sql, n in writes)
     if "new_risk_events" in tables:
         return f"WITH {ctes}\nSELECT id FROM new_risk_events ORDER BY id"
     return f"WITH {ctes}\nSELECT NULL::bigint AS id WHERE false"
