@@ -206,6 +206,7 @@ def cmd_api(args: argparse.Namespace) -> int:
             log_level=settings.log_level.lower(),
             proxy_headers=False,
             ws_max_size=settings.max_body_bytes,
+            ws_per_message_deflate=settings.ws_compression,
         )
     return 0
 

@@ -121,6 +121,10 @@ class Settings(BaseSettings):
     ws_max_connections: int = Field(default=5000, ge=1)
     ws_init_timeout_seconds: float = Field(default=10.0, gt=0)
     ws_idle_timeout_seconds: float = Field(default=60.0, gt=0)
+    # permessage-deflate on WebSockets: off by default, because it costs CPU on every
+    # message to every subscriber (a book update is compressed once per connection) and
+    # book updates are small.
+    ws_compression: bool = False
     # Failed logins per account (email, known or not) in a window; past it every login for
     # that email is refused with LOGIN_LOCKED until the window ends, the right password too.
     login_failures_per_account: int = Field(default=10, ge=1)

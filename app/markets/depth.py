@@ -166,6 +166,7 @@ class DepthView:
 
     def __init__(self, replica: BookReplica, depth: int) -> None:
         self.depth = depth
+        self._current: Frame | None = None
         self._load(replica)
 
     def _load(self, replica: BookReplica) -> None:
@@ -179,6 +180,14 @@ class DepthView:
         return Frame(
             kind, self.symbol, self.depth, self.sequence, None, self.bids, self.asks, self.checksum
         )
+
+    def current(self) -> Frame:
+        """The view as it stands as a RESYNC frame: one object per sequence, so that every
+        subscriber that is behind gets the same one."""
+        made = self._current
+        if made is None or made.sequence != self.sequence:
+            made = self._current = self.whole(FrameKind.RESYNC)
+        return made
 
     def advance(self, replica: BookReplica) -> Frame | None:
         """Catch up with ``replica``; the frame for it, or None if the view did not change."""
@@ -204,4 +213,5 @@ class DepthView:
     def reload(self, replica: BookReplica) -> Frame:
         """Start again from a re-read replica: the RESYNC frame for it."""
         self._load(replica)
-        return self.whole(FrameKind.RESYNC)
+        self._current = None
+        return self.current()

@@ -27,27 +27,35 @@ import msgspec
 
 from app import wire
 from app.kit.pubsub import GAP, OVERFLOW, BoundedBroadcast, when_redis_answers
-from app.markets.depth import BookGap, BookReplica, DepthView, Frame, merge
+from app.markets.depth import BookGap, BookReplica, DepthView, Frame, FrameKind, merge
 from app.markets.service import BookSnapshot
 
 log = logging.getLogger(__name__)
 
 
 class Mailbox:
-    """A subscriber's next frame: put never waits, a frame not yet taken is merged."""
+    """A subscriber's next frame: put never waits. A subscriber that has not taken its last
+    frame when the next comes is behind: it gets the view as it stands instead, as a RESYNC
+    frame that every subscriber behind at that moment shares (one execution, one JSON)."""
 
     def __init__(self) -> None:
         self._frame: Frame | None = None
         self._ready = asyncio.Event()
-        self.merged = 0
-        """How many frames reached this subscriber merged into a later one."""
+        self.caught_up = 0
+        """How many times this subscriber was behind and sent the whole view instead."""
 
-    def put(self, frame: Frame) -> None:
-        if self._frame is None:
+    def put(self, frame: Frame, current: Callable[[], Frame] | None = None) -> None:
+        """``frame`` next, or, if one is still waiting, ``current()`` (the whole view)."""
+        waiting = self._frame
+        if waiting is None:
             self._frame = frame
+        elif waiting.kind is FrameKind.SNAPSHOT:
+            self._frame = merge(waiting, frame)  # its first message: still a SNAPSHOT
+        elif frame.full or current is None:
+            self._frame = merge(waiting, frame)
         else:
-            self._frame = merge(self._frame, frame)
-            self.merged += 1
+            self._frame = current()
+            self.caught_up += 1
         self._ready.set()
 
     async def get(self) -> Frame:
@@ -165,7 +173,7 @@ class BookFeed:
             frame = entry.view.advance(replica)
             if frame is not None:
                 for mailbox in entry.mailboxes:
-                    mailbox.put(frame)
+                    mailbox.put(frame, entry.view.current)
 
 
 class BookFeeds:

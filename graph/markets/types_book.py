@@ -52,7 +52,11 @@ class BookUpdateType(Enum):
     )
     RESYNC = strawberry.enum_value(
         "RESYNC",
-        description="The server re-read the book (it lost a message): replace your view.",
+        description=(
+            "The whole view: the server re-read the book (it lost a message), or you fell "
+            "behind and get the view as it stands instead of the updates you missed. "
+            "Replace your view."
+        ),
     )
 
 
@@ -60,11 +64,11 @@ class BookUpdateType(Enum):
     description=(
         "A book subscription message for a view of the best `depth` levels a side. The first "
         "is a SNAPSHOT. Each DELTA holds every level of the view that changed with one book "
-        "change (or several, for a client that fell behind: they are merged), including the "
-        "levels that enter the view when better ones leave it; apply it only if its "
-        "prevSequence is the sequence you hold. A RESYNC replaces the view (the server lost "
-        "a message, or Redis reconnected). After applying, the CRC32 of your view must equal "
-        "`checksum`; if it does not, or a prevSequence does not match, resubscribe."
+        "change, including the levels that enter the view when better ones leave it; apply "
+        "it only if its prevSequence is the sequence you hold. A RESYNC replaces the view "
+        "(the server lost a message or Redis reconnected, or you fell behind and get the "
+        "view as it stands). After applying, the CRC32 of your view must equal `checksum`; "
+        "if it does not, or a prevSequence does not match, resubscribe."
     )
 )
 class OrderBookUpdate:

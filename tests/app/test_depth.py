@@ -4,6 +4,8 @@ holds the book's best N levels, with the checksum computed independently (tests/
 
 from __future__ import annotations
 
+import asyncio
+import zlib
 from decimal import Decimal
 
 from hypothesis import given, settings
@@ -11,6 +13,7 @@ from hypothesis import strategies as st
 
 from app import wire
 from app.markets.depth import BookGap, BookReplica, DepthView, Frame, FrameKind, checksum, merge
+from app.markets.feed import Mailbox
 from app.markets.service import BookSnapshot, Level
 from tests.support.books import BookCopy, book_checksum
 
@@ -183,8 +186,6 @@ def test_checksum_matches_a_published_example_and_the_independent_one() -> None:
     # The text is "100:1.5:101:2:99.5:0.25": best bid, best ask, second bid.
     bids = [Level(Decimal("100"), Decimal("1.50"), 1), Level(Decimal("99.5"), Decimal("0.25"), 2)]
     asks = [Level(Decimal("101.0"), Decimal("2"), 1)]
-    import zlib
-
     expected = zlib.crc32(b"100:1.5:101:2:99.5:0.25")
     expected = expected - 2**32 if expected >= 2**31 else expected
     assert checksum(bids, asks) == expected
@@ -195,3 +196,44 @@ def test_checksum_matches_a_published_example_and_the_independent_one() -> None:
     ask_text = [{"price": "101.0", "quantity": "2"}]
     assert book_checksum(as_text, ask_text) == expected
     assert checksum([], []) == 0
+
+
+def test_a_subscriber_behind_gets_the_shared_whole_view() -> None:
+    """Two subscribers: one takes every frame, the other none; the one behind is sent the
+    view as it stands, the same RESYNC object as any other subscriber behind then."""
+
+    async def scenario() -> None:
+        replica = BookReplica(BookSnapshot("BTC-USDT", 0, [], []))
+        view = DepthView(replica, 2)
+        prompt, behind, also_behind = Mailbox(), Mailbox(), Mailbox()
+        for mailbox in (prompt, behind, also_behind):
+            mailbox.put(view.whole())
+        for mailbox in (prompt, behind, also_behind):
+            assert (await mailbox.get()).kind is FrameKind.SNAPSHOT
+        copy = BookCopy()
+        copy.apply(as_update(view.whole()))
+        for sequence, price in enumerate(("100", "101", "102"), start=1):
+            replica.apply(
+                [
+                    wire.LevelChange(
+                        sequence=sequence, side=wire.Side.BUY, price=price, quantity="1", orders=1
+                    )
+                ]
+            )
+            frame = view.advance(replica)
+            assert frame is not None
+            for mailbox in (prompt, behind, also_behind):
+                mailbox.put(frame, view.current)
+            taken = await prompt.get()
+            assert taken is frame and taken.kind is FrameKind.DELTA
+            copy.apply(as_update(taken))
+        late, also_late = await behind.get(), await also_behind.get()
+        assert late is also_late and late.kind is FrameKind.RESYNC
+        assert (late.sequence, late.checksum) == (3, view.checksum)
+        assert behind.caught_up == 2
+        resynced = BookCopy()
+        resynced.apply(as_update(late))
+        assert resynced.side("bids") == copy.side("bids")
+        assert [level["price"] for level in copy.side("bids")] == ["102", "101"]
+
+    asyncio.run(scenario())
