@@ -1,0 +1,259 @@
+"""The fan-out row of ``make bench``: one book's updates to N WebSocket subscribers.
+
+N ``orderBook(symbol: "BTC-USDT", depth: 10)`` subscribers are the graphql-ws client in one
+Node process (``bench/fanout/driver.mjs``, installed with ``npm ci`` on first use: Python's
+clients would be the bottleneck long before the server). One trader then places a new bid
+level ``rate`` times a second for ``seconds`` (the load generator at a fixed rate, bids far
+below the market so none trades); every bid is one book update the worker publishes on the
+book's Redis channel. The driver hears each publish on that channel itself and times every
+client's DELTA of the same ``sequence`` against it, on its own clock. After the run the
+trader's bids are cancelled (unmeasured).
+
+Reported: latency publish → client p50 / p99 / max; the fraction of the updates published
+that reached the clients, and the fraction of clients that got the last one (the same thing
+today; different once slow clients are coalesced); connections and processes; and the API
+processes' resident memory before and after the subscribers connected, per subscriber.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import httpx
+import psutil
+
+from app.kit.redis import Keys
+
+DRIVER_DIR = Path(__file__).resolve().parent / "fanout"
+SYMBOL = "BTC-USDT"
+DEPTH = 10
+PLACE = (
+    "mutation Place($input: PlaceOrderInput!) { placeOrder(input: $input) { "
+    "order { id status } errors { code field message } } }"
+)
+
+
+class DriverMissing(RuntimeError):
+    """Node or npm is not installed, or ``npm ci`` failed."""
+
+
+def ensure_driver() -> None:
+    """``npm ci`` in ``bench/fanout`` unless its pinned packages are installed already."""
+    if (DRIVER_DIR / "node_modules" / "graphql-ws" / "package.json").exists() and (
+        DRIVER_DIR / "node_modules" / "ws" / "package.json"
+    ).exists():
+        return
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if npm is None or node is None:
+        raise DriverMissing("node and npm are needed for the fan-out driver")
+    done = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=DRIVER_DIR,
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise DriverMissing(f"npm ci failed: {done.stderr.strip()[-500:]}")
+
+
+def bid_requests(port: int, token: str, count: int, http_post: Callable[..., str]) -> list[str]:
+    """``count`` bids, each at a price level of its own, far below any ask (none trades)."""
+    return [
+        http_post(
+            port,
+            token,
+            json.dumps(
+                {
+                    "query": PLACE,
+                    "variables": {
+                        "input": {
+                            "symbol": SYMBOL,
+                            "side": "BUY",
+                            "type": "LIMIT",
+                            "quantity": "0.01",
+                            "price": f"{1000 + i * 0.01:.2f}",
+                        }
+                    },
+                }
+            ).encode(),
+        )
+        for i in range(count)
+    ]
+
+
+def rss_mb(pids: list[int]) -> float:
+    """Resident memory of these processes and their children (uvicorn's workers), MB."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            for each in (proc, *proc.children(recursive=True)):
+                with contextlib.suppress(psutil.Error):
+                    total += each.memory_info().rss
+    return total / 2**20
+
+
+def _raise_open_files() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+@dataclass
+class Driver:
+    proc: subprocess.Popen[str]
+
+    @classmethod
+    @contextlib.contextmanager
+    def run(cls, config: dict[str, Any]) -> Iterator[Driver]:
+        proc = subprocess.Popen(
+            ["node", "driver.mjs", json.dumps(config)],
+            cwd=DRIVER_DIR,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            preexec_fn=_raise_open_files,
+        )
+        try:
+            yield cls(proc)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+
+    def event(self, name: str) -> dict[str, Any]:
+        stdout: IO[str] | None = self.proc.stdout
+        assert stdout is not None
+        for line in stdout:
+            if not line.startswith("{"):
+                continue
+            message: dict[str, Any] = json.loads(line)
+            if message["event"] == "failed":
+                raise RuntimeError(f"the fan-out driver failed: {message['error']}")
+            if message["event"] == name:
+                return message
+        raise RuntimeError(f"the fan-out driver exited (code {self.proc.wait()}) before {name!r}")
+
+    def tell(self, word: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(word + "\n")
+        self.proc.stdin.flush()
+
+    def cpu_s(self) -> float:
+        with contextlib.suppress(psutil.Error):
+            times = psutil.Process(self.proc.pid).cpu_times()
+            return float(times.user + times.system)
+        return 0.0
+
+
+def fanout_row(
+    *,
+    url: str,
+    port: int,
+    redis_url: str,
+    keys: Keys,
+    trader: str,
+    clients: int,
+    api_pids: list[int],
+    api_processes: int,
+    rate: float,
+    seconds: float,
+    drain_s: float,
+    run_loadgen: Callable[[dict[str, Any]], dict[str, Any]],
+    http_post: Callable[..., str],
+    cancel: Callable[[], None],
+    label: str = "API",
+) -> dict[str, Any]:
+    """One fan-out measurement against the server on ``port`` (see the module)."""
+    try:
+        ensure_driver()
+    except DriverMissing as missing:
+        return {"available": False, "clients": clients, "note": str(missing)}
+    before = rss_mb(api_pids)
+    config = {
+        "url": url.replace("http://", "ws://") + "/graphql",
+        "redis_url": redis_url,
+        "channel": keys.book_channel(SYMBOL),
+        "symbol": SYMBOL,
+        "depth": DEPTH,
+        "clients": clients,
+        "drain_s": drain_s,
+    }
+    with Driver.run(config) as driver:
+        ready = driver.event("ready")
+        time.sleep(1.0)  # let the subscriptions' first allocations settle
+        after = rss_mb(api_pids)
+        driver_cpu = driver.cpu_s()
+        driver.tell("start")
+        placed = run_loadgen(
+            {
+                "host": "127.0.0.1",
+                "port": port,
+                "connections": 2,
+                "warmup": 0.0,
+                "mode": "rate",
+                "rate": rate,
+                "duration": seconds,
+                "drain": 5.0,
+                "requests": bid_requests(port, trader, round(rate * seconds), http_post),
+            }
+        )
+        driver.tell("stop")
+        result = driver.event("result")
+        driver_cpu = driver.cpu_s() - driver_cpu
+        peak = rss_mb(api_pids)
+    cancel()
+    return {
+        "available": True,
+        "label": label,
+        "clients": clients,
+        "connected": ready["connected"],
+        "connect_errors": ready["errors"],
+        "connect_s": ready["connect_s"],
+        "api_processes": api_processes,
+        "driver_processes": 1,
+        "cores": os.cpu_count(),
+        "offered_updates_per_s": rate,
+        "seconds": seconds,
+        "bids_answered": placed["answers"] - placed["errors"],
+        "bids_errors": placed["errors"],
+        "latency_ms": result["latency_ms"],
+        "published_updates": result["published_updates"],
+        "received_fraction": result["received_fraction"],
+        "caught_up_fraction": result["caught_up_fraction"],
+        "resync_snapshots": result["resync_snapshots"],
+        "errors": result["errors"],
+        "error_sample": result["error_sample"] or ready["error_sample"],
+        "drain_s": result["drain_s"],
+        "driver_cpu_s": driver_cpu,
+        "api_rss_mb": {"before": before, "subscribed": after, "after_run": peak},
+        "rss_kb_per_subscriber": (after - before) * 1024 / max(ready["connected"], 1),
+    }
+
+
+def cancel_all(url: str, token: str) -> None:
+    with httpx.Client(base_url=url, timeout=60) as client:
+        client.post(
+            "/graphql",
+            json={
+                "query": f'mutation {{ cancelAllOrders(symbol: "{SYMBOL}") {{ cancelledCount }} }}'
+            },
+            headers={"Authorization": f"Bearer {token}"},
+        )
+
+
+def register_trader(traders: Callable[..., Any], url: str, admin: str, run: str) -> str:
+    """One funded trader of its own for the bids (the others' orders stay as they are)."""
+    tokens = asyncio.run(traders(url, admin, 1, f"{run}fan"))
+    return str(tokens[0])
