@@ -3,10 +3,13 @@
 N ``orderBook(symbol: "BTC-USDT", depth: 10)`` subscribers are the graphql-ws client in one
 Node process (``bench/fanout/driver.mjs``, installed with ``npm ci`` on first use: Python's
 clients would be the bottleneck long before the server). One trader then places a new bid
-level ``rate`` times a second for ``seconds`` (the load generator at a fixed rate, bids far
-below the market so none trades); every bid is one book update the worker publishes on the
-book's Redis channel. The driver hears each publish on that channel itself and times every
-client's DELTA of the same ``sequence`` against it, on its own clock. After the run the
+level ``rate`` times a second for ``seconds`` (bids far below the market, so none trades);
+every bid is one book update the worker publishes on the book's Redis channel. The bids go
+to the worker through the command bus (``tests.support.exchange.place``, on a fixed
+schedule), not through the API: the API processes are the thing measured, and bids queued
+behind their fan-out work would lower the offered update rate as the fan-out gets slower.
+The driver hears each publish on that channel itself and times every client's DELTA of the
+same ``sequence`` against it, on its own clock. After the run the
 trader's bids are cancelled (unmeasured).
 
 Reported: latency publish → client p50 / p99 / max; the fraction of the updates published
@@ -33,15 +36,13 @@ from typing import IO, Any
 import httpx
 import psutil
 
-from app.kit.redis import Keys
+from app.kit.bus import CommandBus
+from app.kit.redis import Keys, create_redis
+from tests.support.exchange import place
 
 DRIVER_DIR = Path(__file__).resolve().parent / "fanout"
 SYMBOL = "BTC-USDT"
 DEPTH = 10
-PLACE = (
-    "mutation Place($input: PlaceOrderInput!) { placeOrder(input: $input) { "
-    "order { id status } errors { code field message } } }"
-)
 
 
 class DriverMissing(RuntimeError):
@@ -67,29 +68,31 @@ def ensure_driver() -> None:
         raise DriverMissing(f"npm ci failed: {done.stderr.strip()[-500:]}")
 
 
-def bid_requests(port: int, token: str, count: int, http_post: Callable[..., str]) -> list[str]:
-    """``count`` bids, each at a price level of its own, far below any ask (none trades)."""
-    return [
-        http_post(
-            port,
-            token,
-            json.dumps(
-                {
-                    "query": PLACE,
-                    "variables": {
-                        "input": {
-                            "symbol": SYMBOL,
-                            "side": "BUY",
-                            "type": "LIMIT",
-                            "quantity": "0.01",
-                            "price": f"{1000 + i * 0.01:.2f}",
-                        }
-                    },
-                }
-            ).encode(),
-        )
-        for i in range(count)
-    ]
+async def place_bids(
+    redis_url: str, keys: Keys, user_id: int, rate: float, seconds: float
+) -> dict[str, Any]:
+    """``rate`` bids a second for ``seconds``, each due at its time whatever the answers
+    before it, each at a price level of its own far below any ask (none trades)."""
+    redis = create_redis(redis_url)
+    bus = CommandBus(redis, keys)
+    loop = asyncio.get_running_loop()
+    start = loop.time() + 0.05
+    late: list[float] = []
+
+    async def one(i: int) -> bool:
+        due = start + i / rate
+        await asyncio.sleep(max(0.0, due - loop.time()))
+        late.append(loop.time() - due)
+        price = f"{1000 + i * 0.01:.2f}"
+        reply = await place(bus, user_id, SYMBOL, "BUY", "0.01", price)
+        return bool(reply.get("ok"))
+
+    try:
+        placed = await asyncio.gather(*(one(i) for i in range(round(rate * seconds))))
+    finally:
+        await bus.close()
+        await redis.aclose()
+    return {"placed": sum(placed), "refused": len(placed) - sum(placed), "max_late_s": max(late)}
 
 
 def rss_mb(pids: list[int]) -> float:
@@ -160,18 +163,15 @@ class Driver:
 def fanout_row(
     *,
     url: str,
-    port: int,
     redis_url: str,
     keys: Keys,
-    trader: str,
+    trader_id: int,
     clients: int,
     api_pids: list[int],
     api_processes: int,
     rate: float,
     seconds: float,
     drain_s: float,
-    run_loadgen: Callable[[dict[str, Any]], dict[str, Any]],
-    http_post: Callable[..., str],
     cancel: Callable[[], None],
     label: str = "API",
 ) -> dict[str, Any]:
@@ -196,19 +196,7 @@ def fanout_row(
         after = rss_mb(api_pids)
         driver_cpu = driver.cpu_s()
         driver.tell("start")
-        placed = run_loadgen(
-            {
-                "host": "127.0.0.1",
-                "port": port,
-                "connections": 2,
-                "warmup": 0.0,
-                "mode": "rate",
-                "rate": rate,
-                "duration": seconds,
-                "drain": 5.0,
-                "requests": bid_requests(port, trader, round(rate * seconds), http_post),
-            }
-        )
+        placed = asyncio.run(place_bids(redis_url, keys, trader_id, rate, seconds))
         driver.tell("stop")
         result = driver.event("result")
         driver_cpu = driver.cpu_s() - driver_cpu
@@ -226,8 +214,8 @@ def fanout_row(
         "cores": os.cpu_count(),
         "offered_updates_per_s": rate,
         "seconds": seconds,
-        "bids_answered": placed["answers"] - placed["errors"],
-        "bids_errors": placed["errors"],
+        "bids_placed": placed["placed"],
+        "bids_refused": placed["refused"],
         "latency_ms": result["latency_ms"],
         "published_updates": result["published_updates"],
         "received_fraction": result["received_fraction"],
@@ -253,7 +241,14 @@ def cancel_all(url: str, token: str) -> None:
         )
 
 
-def register_trader(traders: Callable[..., Any], url: str, admin: str, run: str) -> str:
-    """One funded trader of its own for the bids (the others' orders stay as they are)."""
-    tokens = asyncio.run(traders(url, admin, 1, f"{run}fan"))
-    return str(tokens[0])
+def register_trader(traders: Callable[..., Any], url: str, admin: str, run: str) -> tuple[str, int]:
+    """One funded trader of its own for the bids (the others' orders stay as they are): its
+    token and user id."""
+    token = str(asyncio.run(traders(url, admin, 1, f"{run}fan"))[0])
+    with httpx.Client(base_url=url, timeout=30) as client:
+        answer = client.post(
+            "/graphql",
+            json={"query": "{ me { id } }"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    return token, int(answer.json()["data"]["me"]["id"])

@@ -109,9 +109,12 @@ def _fanout_figure(row: dict[str, Any]) -> str:
         else "no updates received"
     )
     text += (
+        f" · {row['bids_placed']:,} bids placed at {row['offered_updates_per_s']:g}/s"
         f" · received {row['received_fraction']:.1%} of {row['published_updates']:,} updates"
         f" · {row['caught_up_fraction']:.0%} got the last one"
-        f" · {row['rss_kb_per_subscriber']:,.0f} KB API memory per subscriber"
+        f" · {row['rss_kb_per_subscriber']:,.0f} KB memory per subscriber"
+        f" (RSS {row['api_rss_mb']['before']:,.0f} → {row['api_rss_mb']['subscribed']:,.0f} MB"
+        f", {row['api_rss_mb']['after_run']:,.0f} MB after the updates)"
     )
     if row["connected"] < row["clients"] or row["errors"]:
         text += f" ({row['connected']:,} connected, {row['errors']} errors)"
@@ -122,10 +125,11 @@ def fanout_rows(rows: list[dict[str, Any]], cores: int) -> list[tuple[str, str, 
     """One line per fan-out run: latency from the worker's publish to each client."""
     out = []
     for row in rows:
-        name = (
-            f"fan-out: orderBook depth 10 to {row['clients']:,} subscribers, "
-            f"{row.get('offered_updates_per_s', 20):g} updates/s"
-        )
+        name = f"fan-out: orderBook depth 10 to {row['clients']:,} subscribers"
+        if row.get("label") != "API":
+            name = (
+                f"baseline: {row.get('label', 'bare')} orderBook to {row['clients']:,} subscribers"
+            )
         if not row.get("available"):
             out.append((name, f"n/a ({row['note']})", "", ""))
             continue

@@ -460,11 +460,14 @@ def real_platform(api_workers: int) -> Iterator[tuple[Platform, str]]:
 
 
 @contextlib.contextmanager
-def bare_server(workers: int = 1) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def bare_server(
+    workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.bare_app", "--port", str(port), "--workers", str(workers)],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
     try:
         wait_ready(port, proc)
@@ -742,27 +745,47 @@ def fanouts(
     """The fan-out rows (:mod:`bench.fanout`), one per subscriber count."""
     if "fanout" in p.skip:
         return []
-    trader = fanout.register_trader(traders, platform.url, admin, svc.run_id())
+    trader, trader_id = fanout.register_trader(traders, platform.url, admin, svc.run_id())
     assert platform.settings.redis_url
+    redis_url = platform.settings.redis_url
+    keys = Keys(platform.settings.redis_prefix)
+    common: dict[str, Any] = {
+        "redis_url": redis_url,
+        "keys": keys,
+        "trader_id": trader_id,
+        "rate": p.fanout_rate,
+        "seconds": p.fanout_s,
+        "drain_s": p.fanout_drain_s,
+        "cancel": lambda: fanout.cancel_all(platform.url, trader),
+    }
+    # The baseline: the bare app's orderBook subscription, as many processes as the API,
+    # listening to the same channel the same worker publishes on.
+    bare_env = {
+        "BENCH_BARE_REDIS_URL": redis_url,
+        "BENCH_BARE_BOOK_CHANNEL": keys.book_channel(fanout.SYMBOL),
+    }
     rows = []
     for clients in p.fanout_clients:
+        with bare_server(p.api_workers, bare_env) as (bare_port, bare_proc):
+            progress(f"fan-out baseline: bare Strawberry to {clients:,} subscribers")
+            rows.append(
+                fanout.fanout_row(
+                    url=f"http://127.0.0.1:{bare_port}",
+                    clients=clients,
+                    api_pids=[bare_proc.pid],
+                    api_processes=p.api_workers,
+                    label="bare Strawberry",
+                    **common,
+                )
+            )
         progress(f"fan-out: orderBook to {clients:,} subscribers")
         rows.append(
             fanout.fanout_row(
                 url=platform.url,
-                port=platform.port,
-                redis_url=platform.settings.redis_url,
-                keys=Keys(platform.settings.redis_prefix),
-                trader=trader,
                 clients=clients,
                 api_pids=api_pids,
                 api_processes=api_processes,
-                rate=p.fanout_rate,
-                seconds=p.fanout_s,
-                drain_s=p.fanout_drain_s,
-                run_loadgen=run_loadgen,
-                http_post=http_post,
-                cancel=lambda: fanout.cancel_all(platform.url, trader),
+                **common,
             )
         )
     return rows
