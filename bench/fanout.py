@@ -179,7 +179,29 @@ def fanout_row(
     try:
         ensure_driver()
     except DriverMissing as missing:
-        return {"available": False, "clients": clients, "note": str(missing)}
+        return {"available": False, "clients": clients, "label": label, "note": str(missing)}
+    try:
+        return _measure(
+            url, redis_url, keys, trader_id, clients, api_pids, rate, seconds, drain_s, label
+        ) | {"api_processes": api_processes}
+    except (RuntimeError, OSError, subprocess.SubprocessError) as failed:
+        return {"available": False, "clients": clients, "label": label, "note": str(failed)[:300]}
+    finally:
+        cancel()
+
+
+def _measure(
+    url: str,
+    redis_url: str,
+    keys: Keys,
+    trader_id: int,
+    clients: int,
+    api_pids: list[int],
+    rate: float,
+    seconds: float,
+    drain_s: float,
+    label: str,
+) -> dict[str, Any]:
     before = rss_mb(api_pids)
     config = {
         "url": url.replace("http://", "ws://") + "/graphql",
@@ -201,7 +223,6 @@ def fanout_row(
         result = driver.event("result")
         driver_cpu = driver.cpu_s() - driver_cpu
         peak = rss_mb(api_pids)
-    cancel()
     return {
         "available": True,
         "label": label,
@@ -209,7 +230,6 @@ def fanout_row(
         "connected": ready["connected"],
         "connect_errors": ready["errors"],
         "connect_s": ready["connect_s"],
-        "api_processes": api_processes,
         "driver_processes": 1,
         "cores": os.cpu_count(),
         "offered_updates_per_s": rate,

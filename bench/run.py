@@ -474,7 +474,11 @@ def bare_server(
         yield port, proc
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(30)  # thousands of open WebSockets take a while to close
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 # --- the rows that come from other programs -------------------------------------------
