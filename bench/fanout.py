@@ -15,7 +15,8 @@ trader's bids are cancelled (unmeasured).
 Reported: latency publish → client p50 / p99 / max; the fraction of the updates published
 that reached the clients, and the fraction of clients that got the last one (the same thing
 today; different once slow clients are coalesced); connections and processes; and the API
-processes' resident memory before and after the subscribers connected, per subscriber.
+processes' resident memory before and after the subscribers connected, per subscriber;
+the CPU time the server and the driver spent per message delivered.
 """
 
 from __future__ import annotations
@@ -105,6 +106,19 @@ def rss_mb(pids: list[int]) -> float:
                 with contextlib.suppress(psutil.Error):
                     total += each.memory_info().rss
     return total / 2**20
+
+
+def cpu_s(pids: list[int]) -> float:
+    """CPU time (user + system) of these processes and their children, seconds."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(psutil.Error):
+            proc = psutil.Process(pid)
+            for each in (proc, *proc.children(recursive=True)):
+                with contextlib.suppress(psutil.Error):
+                    times = each.cpu_times()
+                    total += times.user + times.system
+    return total
 
 
 def _raise_open_files() -> None:
@@ -216,12 +230,12 @@ def _measure(
         ready = driver.event("ready")
         time.sleep(1.0)  # let the subscriptions' first allocations settle
         after = rss_mb(api_pids)
-        driver_cpu = driver.cpu_s()
+        driver_cpu, server_cpu = driver.cpu_s(), cpu_s(api_pids)
         driver.tell("start")
         placed = asyncio.run(place_bids(redis_url, keys, trader_id, rate, seconds))
         driver.tell("stop")
         result = driver.event("result")
-        driver_cpu = driver.cpu_s() - driver_cpu
+        driver_cpu, server_cpu = driver.cpu_s() - driver_cpu, cpu_s(api_pids) - server_cpu
         peak = rss_mb(api_pids)
     return {
         "available": True,
@@ -245,6 +259,10 @@ def _measure(
         "error_sample": result["error_sample"] or ready["error_sample"],
         "drain_s": result["drain_s"],
         "driver_cpu_s": driver_cpu,
+        "server_cpu_s": server_cpu,
+        # CPU per message delivered, from the first update to the end of the drain.
+        "server_cpu_us_per_message": server_cpu * 1e6 / max(result["received_updates"], 1),
+        "driver_cpu_us_per_message": driver_cpu * 1e6 / max(result["received_updates"], 1),
         "api_rss_mb": {"before": before, "subscribed": after, "after_run": peak},
         "rss_kb_per_subscriber": (after - before) * 1024 / max(ready["connected"], 1),
     }

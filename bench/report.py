@@ -116,6 +116,11 @@ def _fanout_figure(row: dict[str, Any]) -> str:
         f" (RSS {row['api_rss_mb']['before']:,.0f} → {row['api_rss_mb']['subscribed']:,.0f} MB"
         f", {row['api_rss_mb']['after_run']:,.0f} MB after the updates)"
     )
+    if "server_cpu_us_per_message" in row:
+        text += (
+            f" · CPU per message: server {row['server_cpu_us_per_message']:,.0f}"
+            f" · driver {row['driver_cpu_us_per_message']:,.0f} µs"
+        )
     if row["connected"] < row["clients"] or row["errors"]:
         text += f" ({row['connected']:,} connected, {row['errors']} errors)"
     return text
