@@ -158,7 +158,10 @@ class ResilientRedisBackend(BroadcastBackend):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
-                self._pubsub = None
+                # Under the lock: the last channel's unsubscribe may be mid-send on this
+                # connection (it empties the channel set, which ends the loop above, first).
+                async with self._lock:
+                    self._pubsub = None
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 

@@ -50,7 +50,8 @@ function redisConnection(address) {
 }
 
 function command(...args) {
-  return args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join("").replace(/^/, `*${args.length}\r\n`);
+  const parts = args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`);
+  return `*${args.length}\r\n${parts.join("")}`;
 }
 
 // Parses one RESP value at `at`; returns [value, next offset] or null if incomplete.

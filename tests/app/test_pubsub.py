@@ -66,7 +66,7 @@ async def test_a_slow_lossless_subscriber_gets_everything_queued_then_slow_consu
             async with asyncio.timeout(10):
                 async for event in subscriber:
                     received.append(event.message)
-        await asyncio.sleep(0.5)
+        # Leaving while the listener still reads the burst: the unsubscribe must not fail.
     # The first max_queue messages, in order, and nothing after them.
     assert received == [str(n) for n in range(handle.max_queue)]
 
