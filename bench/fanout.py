@@ -232,6 +232,7 @@ def _measure(
         after = rss_mb(api_pids)
         driver_cpu, server_cpu = driver.cpu_s(), cpu_s(api_pids)
         driver.tell("start")
+        driver.event("started")
         placed = asyncio.run(place_bids(redis_url, keys, trader_id, rate, seconds))
         driver.tell("stop")
         result = driver.event("result")

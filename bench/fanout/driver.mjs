@@ -9,8 +9,9 @@
 // too, which hides a little latency rather than adding any.
 //
 // Talks to the harness by lines: on stdout JSON lines {"event": "ready" | "result", ...};
-// on stdin `start` (publishes from now on are measured), `stop` (no more are; wait until
-// every client has the last one, or `drain_s`, then report and exit).
+// on stdin `start` (publishes from now on are measured; answered by {"event": "started"}),
+// `stop` (none after the next 0.5 s is; wait until every client has the last one, or
+// `drain_s`, then report and exit).
 
 import net from "node:net";
 import readline from "node:readline";
@@ -244,8 +245,14 @@ async function main() {
   });
   const lines = readline.createInterface({ input: process.stdin });
   for await (const line of lines) {
-    if (line.trim() === "start") measuring = true;
+    if (line.trim() === "start") {
+      measuring = true;
+      emit("started", {});
+    }
     if (line.trim() !== "stop") continue;
+    // The last publishes may still be on their way from Redis (the harness says stop when
+    // the worker has answered, which it does right after publishing): hear them first.
+    await new Promise((r) => setTimeout(r, 500));
     measuring = false;
     const stopped = performance.now();
     const live = subscribers.filter((s) => s.ready && !s.error);
