@@ -99,7 +99,8 @@ class Settings(BaseSettings):
     # The matching worker's own /metrics (0 turns it off).
     worker_metrics_host: str = "127.0.0.1"
     worker_metrics_port: int = 9101
-    # Messages a slow subscriber may have waiting before it is resynced (book) or skipped.
+    # Messages a slow subscriber may have waiting before it is resynced (book) or sent what
+    # was waiting and closed with 4480 (myOrders, myFills: they never skip a message).
     subscription_queue_size: int = Field(default=1000, ge=10)
     # How long an API request waits for the worker's reply before a timeout error.
     command_timeout: float = 5.0

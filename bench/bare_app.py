@@ -11,16 +11,27 @@ straw man. So the figure is "what the framework allows" on this machine.
 
 ``placeOrders(inputs: [PlaceOrderInput!]!)`` answers one payload per entry, the shape the
 real batch mutation has; the harness uses it to test its batch path.
+
+The fan-out baseline: ``subscription { orderBook(symbol, depth) }`` answers the real
+subscription's shape (a SNAPSHOT, then one DELTA per changed level with its ``sequence``).
+With ``BENCH_BARE_REDIS_URL`` and ``BENCH_BARE_BOOK_CHANNEL`` set, each process listens to
+that Redis channel (the real worker's book deltas) once and hands every message to each
+subscriber's queue as it comes: no snapshot read, no session, no bound, no resync. So its
+figure is what Strawberry and uvicorn allow for fan-out on this machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import decimal
+import os
+from collections.abc import AsyncGenerator
 from enum import Enum
 from itertools import count
 
+import orjson
 import strawberry
 import uvicorn
 from strawberry.asgi import GraphQL
@@ -180,9 +191,94 @@ class Mutation:
         return [_accept(entry) for entry in inputs]
 
 
+@strawberry.enum
+class BookUpdateType(Enum):
+    SNAPSHOT = "SNAPSHOT"
+    DELTA = "DELTA"
+
+
+@strawberry.type
+class OrderBookLevel:
+    price: decimal.Decimal
+    quantity: decimal.Decimal
+    orders: int
+
+
+@strawberry.type
+class OrderBookUpdate:
+    type: BookUpdateType
+    symbol: str
+    sequence: int
+    bids: list[OrderBookLevel]
+    asks: list[OrderBookLevel]
+
+
+class _Book:
+    """One Redis subscription per process, every message to every subscriber's queue."""
+
+    def __init__(self) -> None:
+        self.queues: set[asyncio.Queue[bytes]] = set()
+        self.listener: asyncio.Task[None] | None = None
+
+    async def _listen(self, url: str, channel: str) -> None:
+        from redis.asyncio import Redis
+
+        pubsub = Redis.from_url(url).pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(channel)
+        async for message in pubsub.listen():
+            if message["type"] == "message":
+                for queue in self.queues:
+                    queue.put_nowait(message["data"])
+
+    def join(self) -> asyncio.Queue[bytes]:
+        url, channel = (
+            os.environ.get("BENCH_BARE_REDIS_URL"),
+            os.environ.get("BENCH_BARE_BOOK_CHANNEL"),
+        )
+        if self.listener is None and url and channel:
+            self.listener = asyncio.create_task(self._listen(url, channel))
+        queue: asyncio.Queue[bytes] = asyncio.Queue()
+        self.queues.add(queue)
+        return queue
+
+
+_BOOK = _Book()
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def order_book(
+        self, symbol: str, depth: int = 20
+    ) -> AsyncGenerator[OrderBookUpdate, None]:
+        queue = _BOOK.join()
+        try:
+            yield OrderBookUpdate(
+                type=BookUpdateType.SNAPSHOT, symbol=symbol, sequence=0, bids=[], asks=[]
+            )
+            while True:
+                for change in orjson.loads(await queue.get()).get("levels", ()):
+                    level = OrderBookLevel(
+                        price=decimal.Decimal(change["price"]),
+                        quantity=decimal.Decimal(change["quantity"]),
+                        orders=change["orders"],
+                    )
+                    bid = change["side"] == "BUY"
+                    yield OrderBookUpdate(
+                        type=BookUpdateType.DELTA,
+                        symbol=symbol,
+                        sequence=change["sequence"],
+                        bids=[level] if bid else [],
+                        asks=[] if bid else [level],
+                    )
+        finally:
+            _BOOK.queues.discard(queue)
+
+
 schema = strawberry.Schema(
     query=Query,
     mutation=Mutation,
+    subscription=Subscription,
     config=StrawberryConfig(scalar_map={decimal.Decimal: DECIMAL}),
     extensions=[lambda: ParserCache(maxsize=128), lambda: ValidationCache(maxsize=128)],
 )

@@ -97,6 +97,56 @@ def targets(figures: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _duration(ms: float) -> str:
+    return f"{ms:,.1f} ms" if ms < 1000 else f"{ms / 1e3:,.2f} s"
+
+
+def _fanout_figure(row: dict[str, Any]) -> str:
+    lat = row["latency_ms"]
+    text = (
+        "p50 / p99 / max " + " / ".join(_duration(lat[q]) for q in ("p50", "p99", "max"))
+        if lat
+        else "no updates received"
+    )
+    text += (
+        f" · {row['bids_placed']:,} bids placed at {row['offered_updates_per_s']:g}/s"
+        f" · received {row['received_fraction']:.1%} of {row['published_updates']:,} updates"
+        f" · {row['caught_up_fraction']:.0%} got the last one"
+        f" · {row['rss_kb_per_subscriber']:,.0f} KB memory per subscriber"
+        f" (RSS {row['api_rss_mb']['before']:,.0f} → {row['api_rss_mb']['subscribed']:,.0f} MB"
+        f", {row['api_rss_mb']['after_run']:,.0f} MB after the updates)"
+    )
+    if "server_cpu_us_per_message" in row:
+        text += (
+            f" · CPU per message: server {row['server_cpu_us_per_message']:,.0f}"
+            f" · driver {row['driver_cpu_us_per_message']:,.0f} µs"
+        )
+    if row["connected"] < row["clients"] or row["errors"]:
+        text += f" ({row['connected']:,} connected, {row['errors']} errors)"
+    return text
+
+
+def fanout_rows(rows: list[dict[str, Any]], cores: int) -> list[tuple[str, str, str, str]]:
+    """One line per fan-out run: latency from the worker's publish to each client."""
+    out = []
+    for row in rows:
+        name = f"fan-out: orderBook depth 10 to {row['clients']:,} subscribers"
+        if row.get("label") != "API":
+            name = (
+                f"baseline: {row.get('label', 'bare')} orderBook to {row['clients']:,} subscribers"
+            )
+        if not row.get("available"):
+            out.append((name, f"n/a ({row['note']})", "", ""))
+            continue
+        where = (
+            f"{row['connected']:,} WebSockets · {row['label']} ×{row['api_processes']}"
+            + (", worker, PostgreSQL, Redis" if row["label"] == "API" else ", Redis")
+            + f" · 1 Node driver · {cores} cores"
+        )
+        out.append((name, _fanout_figure(row), where, ""))
+    return out
+
+
 def table(figures: dict[str, Any]) -> str:
     meta, bare, real = figures["meta"], figures["baseline"], figures["placeOrder"]
     cores, conns = meta["cores"], meta["connections"]
@@ -225,6 +275,7 @@ def table(figures: dict[str, Any]) -> str:
         )
     else:
         rows.append(("engine alone (bench.engine)", f"n/a ({engine['note']})", "", ""))
+    rows += fanout_rows(figures.get("fanout", []), cores)
     for name, row in (
         ("placeOrder", real["saturation"]),
         ("baseline", bare["saturation"]),

@@ -48,7 +48,8 @@ import psutil
 from app.config import Environment, Settings
 from app.kit import migrate
 from app.kit.embedded import EmbeddedServices
-from bench import report
+from app.kit.redis import Keys
+from bench import fanout, report
 from bench.latency import summary
 from tests.support import services as svc
 from tests.support.processes import ROOT, Platform, free_port, process_env
@@ -415,7 +416,14 @@ def real_platform(api_workers: int) -> Iterator[tuple[Platform, str]]:
     )
     logs = Path(tempfile.mkdtemp(prefix="tg-bench-"))
     platform = Platform(
-        settings=settings, log_dir=logs, env={"TRADEGRAPH_RATE_LIMIT_ENABLED": "false"}
+        settings=settings,
+        log_dir=logs,
+        env={
+            "TRADEGRAPH_RATE_LIMIT_ENABLED": "false",
+            # The fan-out rows open thousands of WebSockets from one address.
+            "TRADEGRAPH_WS_MAX_CONNECTIONS_PER_IP": "100000",
+            "TRADEGRAPH_WS_MAX_CONNECTIONS": "100000",
+        },
     )
     try:
         migrate.upgrade(database_url)
@@ -452,18 +460,25 @@ def real_platform(api_workers: int) -> Iterator[tuple[Platform, str]]:
 
 
 @contextlib.contextmanager
-def bare_server(workers: int = 1) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
+def bare_server(
+    workers: int = 1, env: dict[str, str] | None = None
+) -> Iterator[tuple[int, subprocess.Popen[bytes]]]:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bench.bare_app", "--port", str(port), "--workers", str(workers)],
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
     try:
         wait_ready(port, proc)
         yield port, proc
     finally:
         proc.terminate()
-        proc.wait(10)
+        try:
+            proc.wait(30)  # thousands of open WebSockets take a while to close
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 # --- the rows that come from other programs -------------------------------------------
@@ -537,6 +552,10 @@ class Plan:
     batch_size: int
     api_workers: int
     restart_orders: int
+    fanout_clients: tuple[int, ...]
+    fanout_rate: float
+    fanout_s: float
+    fanout_drain_s: float
     quick: bool
     skip: frozenset[str]
     out: Path
@@ -558,7 +577,14 @@ def plan(argv: list[str] | None) -> Plan:
         help="tradegraph api --workers N (default: one per core, as tradegraph api)",
     )
     parser.add_argument("--restart-orders", type=int, default=None, help="default 100,000")
-    parser.add_argument("--skip", default="", help="rows to leave out: engine,restart,batch")
+    parser.add_argument(
+        "--fanout",
+        default=None,
+        help="orderBook subscribers of each fan-out row, comma-separated (default 1000,5000; "
+        "100 with --quick)",
+    )
+    parser.add_argument("--fanout-seconds", type=float, default=None, help="default 10 (3 quick)")
+    parser.add_argument("--skip", default="", help="rows to leave out: engine,restart,batch,fanout")
     parser.add_argument("--out", type=Path, default=None, help="default bench/results/<UTC time>")
     args = parser.parse_args(argv)
     quick = args.quick
@@ -572,6 +598,12 @@ def plan(argv: list[str] | None) -> Plan:
         batch_size=args.batch_size,
         api_workers=args.api_workers,
         restart_orders=args.restart_orders or (2_000 if quick else 100_000),
+        fanout_clients=tuple(
+            int(n) for n in (args.fanout or ("100" if quick else "1000,5000")).split(",") if n
+        ),
+        fanout_rate=20.0,
+        fanout_s=args.fanout_seconds or (3.0 if quick else 10.0),
+        fanout_drain_s=10.0 if quick else 60.0,
         quick=quick,
         skip=frozenset(s for s in args.skip.split(",") if s),
         out=args.out or ROOT / "bench" / "results" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()),
@@ -665,6 +697,7 @@ def measure(p: Plan) -> dict[str, Any]:
         }
         out["baseline_batch"] = batches(p, bare_port, [None], bare_watch, phase, "baseline")
         out["placeOrders"] = batches(p, platform.port, tokens, real_watch, phase, "placeOrders")
+        out["fanout"] = fanouts(p, platform, admin, api_pids, api_processes)
     progress("worker restart")
     out["restart"] = (
         {"available": False, "note": "skipped"}
@@ -708,6 +741,58 @@ def batches(
     row["batch_size"] = p.batch_size
     row["available"] = True
     return row
+
+
+def fanouts(
+    p: Plan, platform: Platform, admin: str, api_pids: list[int], api_processes: int
+) -> list[dict[str, Any]]:
+    """The fan-out rows (:mod:`bench.fanout`), one per subscriber count."""
+    if "fanout" in p.skip:
+        return []
+    trader, trader_id = fanout.register_trader(traders, platform.url, admin, svc.run_id())
+    assert platform.settings.redis_url
+    redis_url = platform.settings.redis_url
+    keys = Keys(platform.settings.redis_prefix)
+    common: dict[str, Any] = {
+        "redis_url": redis_url,
+        "keys": keys,
+        "trader_id": trader_id,
+        "rate": p.fanout_rate,
+        "seconds": p.fanout_s,
+        "drain_s": p.fanout_drain_s,
+        "cancel": lambda: fanout.cancel_all(platform.url, trader),
+    }
+    # The baseline: the bare app's orderBook subscription, as many processes as the API,
+    # listening to the same channel the same worker publishes on.
+    bare_env = {
+        "BENCH_BARE_REDIS_URL": redis_url,
+        "BENCH_BARE_BOOK_CHANNEL": keys.book_channel(fanout.SYMBOL),
+    }
+    rows = []
+    for clients in p.fanout_clients:
+        with bare_server(p.api_workers, bare_env) as (bare_port, bare_proc):
+            progress(f"fan-out baseline: bare Strawberry to {clients:,} subscribers")
+            rows.append(
+                fanout.fanout_row(
+                    url=f"http://127.0.0.1:{bare_port}",
+                    clients=clients,
+                    api_pids=[bare_proc.pid],
+                    api_processes=p.api_workers,
+                    label="bare Strawberry",
+                    **common,
+                )
+            )
+        progress(f"fan-out: orderBook to {clients:,} subscribers")
+        rows.append(
+            fanout.fanout_row(
+                url=platform.url,
+                clients=clients,
+                api_pids=api_pids,
+                api_processes=api_processes,
+                **common,
+            )
+        )
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

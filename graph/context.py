@@ -8,6 +8,7 @@ session (a logout ends access for the next operation at once) and its own reques
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -18,9 +19,12 @@ from starlette.websockets import WebSocket
 
 from app.accounts.sessions import Viewer
 from app.kit.auth import InvalidToken, bearer_token
+from app.kit.metrics import WS_REFUSED
 from app.kit.pubsub import when_redis_answers
 from app.kit.ratelimit import Caller
+from app.kit.wsguard import CLOSE_SLOW_CONSUMER
 from app.services import Services
+from graph.errors import slow_consumer
 from graph.loaders import Loaders
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
@@ -143,6 +147,16 @@ class Context:
             return authentication.viewer is not None
 
         return await when_redis_answers(check)
+
+    async def close_slow_consumer(self, reason: str) -> None:
+        """End the connection of a subscriber that fell too far behind: close 4480 (the
+        messages already sent go first), or over HTTP end the stream with an error."""
+        if isinstance(self.request, WebSocket):
+            WS_REFUSED.labels("slow").inc()
+            with contextlib.suppress(Exception):  # the connection may be closing already
+                await self.request.close(code=CLOSE_SLOW_CONSUMER, reason=reason)
+            return
+        raise slow_consumer(reason)
 
     async def caller(self) -> Caller:
         viewer = await self.viewer()

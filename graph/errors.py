@@ -7,8 +7,10 @@
   (bad arguments or variables), :data:`NOT_FOUND` (a query argument names nothing, such
   as an unknown market's symbol), :data:`GRAPHQL_PARSE_FAILED` and
   :data:`GRAPHQL_VALIDATION_FAILED` (the document itself: syntax, unknown fields, depth,
-  aliases, tokens), and :data:`INTERNAL_SERVER_ERROR` for anything unexpected (masked, with
-  a ``requestId`` that is in the server log).
+  aliases, tokens), :data:`SLOW_CONSUMER` (a ``myOrders`` / ``myFills`` stream over HTTP
+  whose reader fell behind; over a WebSocket that is close 4480 instead), and
+  :data:`INTERNAL_SERVER_ERROR` for anything unexpected (masked, with a ``requestId`` that
+  is in the server log).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ NOT_FOUND = "NOT_FOUND"
 INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
 GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
+SLOW_CONSUMER = "SLOW_CONSUMER"
 
 
 @strawberry.enum(description="Why a mutation was refused.")
@@ -76,6 +79,11 @@ class ApiError(GraphQLError):
 
 def unauthenticated(message: str = "you must be logged in") -> ApiError:
     return ApiError(message, UNAUTHENTICATED)
+
+
+def slow_consumer(message: str) -> ApiError:
+    """A private stream's subscriber fell too far behind (over a WebSocket: close 4480)."""
+    return ApiError(message, SLOW_CONSUMER)
 
 
 def forbidden(message: str = "you are not allowed to do this") -> ApiError:

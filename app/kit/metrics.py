@@ -142,6 +142,13 @@ WS_CONNECTIONS = Gauge(
 )
 WS_REFUSED = Counter(
     "tradegraph_ws_refused_total",
-    "WebSocket connections closed by a protection (ip, user, total, size, init, idle)",
+    "WebSocket connections closed by a protection (ip, user, total, size, init, idle, slow)",
     ["reason"],
+)
+SUBSCRIPTION_OVERFLOWS = Counter(
+    "tradegraph_subscription_overflows_total",
+    "Subscribers that fell subscription_queue_size messages behind: resync (the book: its "
+    "queue dropped for a fresh snapshot) or close (myOrders/myFills: sent what was queued, "
+    "then closed 4480)",
+    ["outcome"],
 )

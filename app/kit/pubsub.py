@@ -7,8 +7,12 @@ without limit for a slow subscriber. Here:
 - :class:`ResilientRedisBackend` reconnects with backoff, resubscribes every channel it had,
   and tells each subscriber that messages may have been missed (:data:`GAP`), so a book
   subscriber resynchronises from a fresh snapshot instead of silently skipping deltas.
-- :class:`BoundedBroadcast` gives each subscriber a queue of ``max_queue`` messages; one that
-  falls behind is dropped to a single :data:`OVERFLOW` marker rather than buffering forever.
+- :class:`BoundedBroadcast` gives each subscriber a queue of ``max_queue`` messages. What a
+  subscriber that falls behind gets depends on its stream: one that can start again from a
+  snapshot (the book) has its queue dropped to a single :data:`OVERFLOW` marker; a
+  ``lossless`` one (your orders and fills, which no snapshot replaces) keeps every message
+  already queued, receives nothing more, and its iteration raises :class:`SlowConsumer`
+  after the last of them, so the caller can end the stream *knowing* nothing was skipped.
 - :func:`when_redis_answers` is how a subscription reads Redis (a book snapshot, a session
   check): while Redis is unreachable it waits and retries with backoff instead of failing,
   so a Redis restart delays a subscription but never ends it with an internal error.
@@ -29,6 +33,8 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from app.kit.metrics import SUBSCRIPTION_OVERFLOWS
+
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
@@ -39,7 +45,13 @@ REDIS_DOWN = (RedisConnectionError, RedisTimeoutError, OSError)
 GAP = "\x00gap"
 """Message delivered to every channel after a reconnect: some messages may be lost."""
 OVERFLOW = "\x00overflow"
-"""Message that replaces a subscriber's queue when it fell too far behind."""
+"""Message that replaces a subscriber's queue when it fell too far behind (or, for a
+``lossless`` subscriber, follows the messages it still gets)."""
+
+
+class SlowConsumer(Exception):
+    """A ``lossless`` subscriber fell ``max_queue`` messages behind: it has been given every
+    message queued before that, and will get no more."""
 
 
 async def when_redis_answers(
@@ -146,14 +158,41 @@ class ResilientRedisBackend(BroadcastBackend):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             finally:
-                self._pubsub = None
+                # Under the lock: the last channel's unsubscribe may be mid-send on this
+                # connection (it empties the channel set, which ends the loop above, first).
+                async with self._lock:
+                    self._pubsub = None
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
 class BoundedSubscriber:
-    def __init__(self, queue: asyncio.Queue[Event | None]) -> None:
-        self._queue = queue
+    """One subscriber's queue, at most ``max_queue`` messages long (see the module)."""
+
+    def __init__(self, channel: str, max_queue: int, *, lossless: bool) -> None:
+        self._queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._channel = channel
+        self._max_queue = max_queue
+        self.lossless = lossless
+        self.overflowed = False
+
+    def offer(self, event: Event) -> None:
+        """Queue ``event``, unless this subscriber is too far behind (see the module)."""
+        if self.overflowed:
+            return
+        if self._queue.qsize() < self._max_queue:
+            self._queue.put_nowait(event)
+            return
+        if self.lossless:
+            # Keep what it has not read; the marker after it ends the iteration.
+            self.overflowed = True
+            SUBSCRIPTION_OVERFLOWS.labels("close").inc()
+        else:
+            SUBSCRIPTION_OVERFLOWS.labels("resync").inc()
+            # It will start again from a snapshot: drop what it has not read, tell it once.
+            while not self._queue.empty():
+                self._queue.get_nowait()
+        self._queue.put_nowait(Event(self._channel, OVERFLOW))
 
     async def get(self) -> Event | None:
         """The next event; ``None`` once unsubscribed."""
@@ -164,6 +203,8 @@ class BoundedSubscriber:
 
     async def _iterate(self) -> AsyncIterator[Event]:
         while (event := await self._queue.get()) is not None:
+            if self.lossless and event.message == OVERFLOW:
+                raise SlowConsumer(f"more than {self._max_queue} messages behind")
             yield event
 
 
@@ -171,7 +212,7 @@ class BoundedBroadcast(Broadcast):
     def __init__(self, backend: BroadcastBackend, *, max_queue: int = 1000) -> None:
         super().__init__(backend=backend)
         self.max_queue = max_queue
-        self._bounded: dict[str, set[asyncio.Queue[Event | None]]] = {}
+        self._bounded: dict[str, set[BoundedSubscriber]] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
@@ -191,29 +232,25 @@ class BoundedBroadcast(Broadcast):
     async def _listener(self) -> None:
         while True:
             event = await self._backend.next_published()
-            for queue in list(self._bounded.get(event.channel, ())):
-                try:
-                    queue.put_nowait(event)
-                except asyncio.QueueFull:
-                    # Too far behind: drop what it has not read, tell it once.
-                    while not queue.empty():
-                        queue.get_nowait()
-                    queue.put_nowait(Event(event.channel, OVERFLOW))
+            for subscriber in list(self._bounded.get(event.channel, ())):
+                subscriber.offer(event)
 
     @asynccontextmanager
     async def subscribe(  # type: ignore[override]
-        self, channel: str
+        self, channel: str, *, lossless: bool = False
     ) -> AsyncIterator[BoundedSubscriber]:
-        queue: asyncio.Queue[Event | None] = asyncio.Queue(self.max_queue)
+        """``lossless``: on overflow, deliver what is queued and then raise
+        :class:`SlowConsumer` (instead of dropping the queue to an :data:`OVERFLOW` marker)."""
+        subscriber = BoundedSubscriber(channel, self.max_queue, lossless=lossless)
         subscribers = self._bounded.setdefault(channel, set())
         first = not subscribers
-        subscribers.add(queue)
+        subscribers.add(subscriber)
         try:
             if first:
                 await self._backend.subscribe(channel)
-            yield BoundedSubscriber(queue)
+            yield subscriber
         finally:
-            subscribers.discard(queue)
+            subscribers.discard(subscriber)
             if not subscribers:
                 self._bounded.pop(channel, None)
                 await self._backend.unsubscribe(channel)

@@ -38,6 +38,10 @@ CLOSE_TOO_BIG = 1009
 """A message larger than the limit."""
 CLOSE_TIMEOUT = 4408
 """No ``connection_init`` in time, or no running operation for too long."""
+CLOSE_SLOW_CONSUMER = 4480
+"""Slow consumer: a ``myOrders`` / ``myFills`` subscriber fell more than the subscription
+queue behind. Everything queued before that was sent first, so the client has lost nothing
+it received; it reconnects and reads the rest with the ``orders`` / ``fills`` queries."""
 
 SLOT = "tradegraph.websocket_slot"
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator
+from contextlib import aclosing
 
 import strawberry
 
 from app import wire
-from app.kit.pubsub import GAP, OVERFLOW
+from app.kit.pubsub import GAP, SlowConsumer
 from graph.context import Context
 from graph.errors import unauthenticated
 from graph.orders.types import Fill, Order
@@ -26,19 +27,32 @@ async def _still_signed_in(info: Info) -> None:
         raise unauthenticated("your session has ended")
 
 
+async def _my_events(info: Info) -> AsyncGenerator[list[wire.OrderEvent | wire.FillEvent], None]:
+    """The caller's events, message by message, never one skipped: a subscriber that falls
+    ``subscription_queue_size`` messages behind is sent everything queued until then and
+    its connection is then closed with 4480 (slow consumer), so it knows to reconnect and
+    read the rest from the ``orders`` / ``fills`` queries. After a lost Redis connection
+    (:data:`GAP`) it carries on: what was published meanwhile is lost (see the README)."""
+    user_id = await _user_id(info)
+    services = info.context.services
+    channel = services.keys.user_channel(user_id)
+    async with services.broadcast.subscribe(channel, lossless=True) as sub:
+        try:
+            async for event in sub:
+                if event.message != GAP:
+                    yield wire.decode_user_events(event.message).events
+        except SlowConsumer as behind:
+            await info.context.close_slow_consumer(f"slow consumer: {behind}")
+
+
 @strawberry.type
 class OrderSubscriptions:
     @strawberry.subscription(
         permission_classes=[IsAuthenticated], description="Your fills as they happen."
     )
     async def my_fills(self, info: Info) -> AsyncGenerator[Fill, None]:
-        user_id = await _user_id(info)
-        services = info.context.services
-        async with services.broadcast.subscribe(services.keys.user_channel(user_id)) as sub:
-            async for event in sub:
-                if event.message in (GAP, OVERFLOW):
-                    continue
-                events = wire.decode_user_events(event.message).events
+        async with aclosing(_my_events(info)) as stream:
+            async for events in stream:
                 fills = [e for e in events if isinstance(e, wire.FillEvent)]
                 if fills:
                     await _still_signed_in(info)
@@ -50,18 +64,10 @@ class OrderSubscriptions:
         description="Your orders, in their new state, each time one changes.",
     )
     async def my_orders(self, info: Info) -> AsyncGenerator[Order, None]:
-        user_id = await _user_id(info)
-        services = info.context.services
-        async with services.broadcast.subscribe(services.keys.user_channel(user_id)) as sub:
-            async for event in sub:
-                if event.message in (GAP, OVERFLOW):
-                    continue
+        async with aclosing(_my_events(info)) as stream:
+            async for events in stream:
                 # Each order once per message, in its last state there (as committed).
-                orders = {
-                    e.order.id: e.order
-                    for e in wire.decode_user_events(event.message).events
-                    if isinstance(e, wire.OrderEvent)
-                }
+                orders = {e.order.id: e.order for e in events if isinstance(e, wire.OrderEvent)}
                 if orders:
                     await _still_signed_in(info)
                     for order in orders.values():

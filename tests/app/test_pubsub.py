@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.config import Settings
-from app.kit.pubsub import GAP, OVERFLOW, BoundedBroadcast, ResilientRedisBackend
+from app.kit.pubsub import GAP, OVERFLOW, BoundedBroadcast, ResilientRedisBackend, SlowConsumer
 from tests.support.live import listening
 
 
@@ -49,6 +49,26 @@ async def test_a_slow_subscriber_gets_a_bounded_queue_and_an_overflow_marker(
     assert OVERFLOW in received
     assert len(received) <= handle.max_queue + 1
     assert received[-1] == "last"
+
+
+async def test_a_slow_lossless_subscriber_gets_everything_queued_then_slow_consumer(
+    broadcast: tuple[BoundedBroadcast, Redis, str], settings: Settings
+) -> None:
+    handle, publisher, _ = broadcast
+    channel = f"{settings.redis_prefix}slow-lossless"
+    async with handle.subscribe(channel, lossless=True) as subscriber:
+        await listening(publisher, channel)
+        for n in range(50):
+            await publisher.publish(channel, str(n))
+        await publisher.publish(channel, "last")
+        received: list[str] = []
+        with pytest.raises(SlowConsumer):
+            async with asyncio.timeout(10):
+                async for event in subscriber:
+                    received.append(event.message)
+        # Leaving while the listener still reads the burst: the unsubscribe must not fail.
+    # The first max_queue messages, in order, and nothing after them.
+    assert received == [str(n) for n in range(handle.max_queue)]
 
 
 async def test_subscriptions_survive_a_lost_connection_and_are_told_of_the_gap(

@@ -156,7 +156,20 @@ def _positive_latencies(row: dict[str, Any]) -> None:
 def test_quick_run_writes_every_row(tmp_path: Path) -> None:
     out = tmp_path / "results"
     done = subprocess.run(
-        [sys.executable, "-m", "bench.run", "--quick", "--rates", "200", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bench.run",
+            "--quick",
+            "--rates",
+            "200",
+            "--fanout",
+            "20",
+            "--fanout-seconds",
+            "2",
+            "--out",
+            str(out),
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -165,7 +178,9 @@ def test_quick_run_writes_every_row(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     figures = json.loads((out / "bench.json").read_text())
     assert (out / "bench.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "placeOrder end to end, saturation" in (out / "table.md").read_text()
+    table = (out / "table.md").read_text()
+    assert "placeOrder end to end, saturation" in table
+    assert "fan-out: orderBook depth 10 to 20 subscribers" in table
 
     bare, real = figures["baseline"], figures["placeOrder"]
     for row in (bare, real):
@@ -201,3 +216,15 @@ def test_quick_run_writes_every_row(tmp_path: Path) -> None:
     assert (
         engine["commands_per_s"] > 0 and engine["p99_us"] > 0 and engine["ratio_to_pyorderbook"] > 0
     )
+
+    # The fan-out rows: the Node driver (graphql-ws) against the bare app and the real API.
+    baseline_fanout, real_fanout = figures["fanout"]
+    assert baseline_fanout["label"] == "bare Strawberry" and real_fanout["label"] == "API"
+    for row in (baseline_fanout, real_fanout):
+        assert row["available"], row
+        assert row["connected"] == row["clients"] == 20 and row["errors"] == 0, row
+        assert row["bids_placed"] == 40 and row["published_updates"] == 40, row
+        # All of them, on a quiet machine; the smoke checks the measuring, not the speed.
+        assert row["received_fraction"] > 0.5 and row["caught_up_fraction"] > 0, row
+        assert 0 < row["latency_ms"]["p50"] <= row["latency_ms"]["p99"] <= row["latency_ms"]["max"]
+        assert row["api_rss_mb"]["subscribed"] > 10
