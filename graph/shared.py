@@ -31,22 +31,53 @@ def shared(event: T) -> T:
     return event
 
 
+class _Answered:
+    """A per-event executor for a shared event already executed for this operation: its
+    result, without copying the executor again."""
+
+    __slots__ = ("result",)
+
+    def __init__(self, result: ExecutionResult) -> None:
+        self.result = result
+
+    def execute_operation(self, serially: bool | None = None) -> ExecutionResult:
+        return self.result
+
+
 class SharedEventExecution(StrawberryGraphQLCoreExecutionContext):
     """The schema's executor: Strawberry's, with the per-event result of a shared event
     computed once per operation."""
 
-    def execute_operation(self, serially: bool | None = None) -> Any:
-        memo: dict[tuple[str, str | None, str], Any] | None = getattr(self.root_value, _MEMO, None)
+    def _shared_key(self) -> tuple[str, str | None, str] | None:
         location = self.operation.loc
-        if memo is None or location is None:
-            return super().execute_operation(serially)
+        if location is None:
+            return None
         name = self.operation.name.value if self.operation.name else None
-        key = (location.source.body, name, repr(sorted(self.variable_values.coerced.items())))
+        return (location.source.body, name, repr(sorted(self.variable_values.coerced.items())))
+
+    def build_per_event_executor(self, payload: Any) -> Any:
+        memo: dict[tuple[str, str | None, str], ExecutionResult] | None = getattr(
+            payload, _MEMO, None
+        )
+        if memo:
+            key = self._shared_key()
+            if key is not None and (result := memo.get(key)) is not None:
+                return _Answered(result)
+        return super().build_per_event_executor(payload)
+
+    def execute_operation(self, serially: bool | None = None) -> Any:
+        memo: dict[tuple[str, str | None, str], ExecutionResult] | None = getattr(
+            self.root_value, _MEMO, None
+        )
+        key = self._shared_key() if memo is not None else None
+        if memo is None or key is None:
+            return super().execute_operation(serially)
         result = memo.get(key)
         if result is None:
-            result = super().execute_operation(serially)
-            if isinstance(result, ExecutionResult) and not result.errors:
-                memo[key] = result
+            executed = super().execute_operation(serially)
+            if isinstance(executed, ExecutionResult) and not executed.errors:
+                memo[key] = executed
+            return executed
         return result
 
 
